@@ -1,0 +1,46 @@
+"""Packaging for stylegan-unmask.
+
+The CUDA/C++ sources in ``custom_ops/`` are shipped as package data: they are
+compiled on the user's machine on first use (see ``torch_utils/custom_ops.py``),
+never at install time, so a CPU-only install needs no compiler.
+"""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+
+setup(
+    name="stylegan-unmask",
+    version="0.1.0",
+    description="Show the face beneath a face mask by masked projection into a pretrained FFHQ StyleGAN2",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="MIT",
+    python_requires=">=3.9",
+    packages=find_packages(include=["stylegan_unmask", "stylegan_unmask.*", "torch_utils", "torch_utils.*", "custom_ops"]),
+    package_data={"custom_ops": ["*.cpp", "*.cu", "*.h"]},
+    install_requires=[
+        # torch is pinned by the README's install command (a CPU wheel is preinstalled
+        # on some machines); any 2.x with torch.utils.cpp_extension works.
+        "torch>=2.0",
+        "numpy>=1.22",
+        "scipy>=1.8",
+        "pillow>=9.0",
+        "click>=8.0",
+        "tqdm>=4.60",
+        # One OpenCV distribution only: face-alignment depends on `opencv-python`,
+        # and 4.x still ships the Haar cascades in cv2/data.
+        "opencv-python>=4.6,<5",
+        "imageio>=2.20",
+    ],
+    extras_require={
+        "dlib": ["dlib-bin>=19.24", "face-recognition-models==0.3.0"],
+        "fan": ["face-alignment>=1.4"],
+        "video": ["imageio-ffmpeg>=0.4"],
+        "notebook": ["ipywidgets>=8", "matplotlib>=3.5", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],
+        "build": ["ninja>=1.10"],
+        "test": ["pytest>=7"],
+    },
+    entry_points={"console_scripts": ["stylegan-unmask=stylegan_unmask.cli:main"]},
+)

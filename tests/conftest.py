@@ -1,0 +1,60 @@
+"""Shared test fixtures.
+
+``../shared`` (beside the repository) holds the reference networks, goldens and
+evaluation photos. Tests that need it skip with a clear reason when it is
+absent; set STYLEGAN_UNMASK_SHARED to point elsewhere.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("STYLEGAN_UNMASK_SHARED", REPO_ROOT.parent / "shared"))
+FIXTURES = SHARED / "fixtures"
+DEV_DATA = SHARED / "data" / "dev"
+
+
+def _require(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"reference data not found at {path} (the ../shared folder beside the repository is absent)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _require(SHARED)
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return _require(FIXTURES)
+
+
+@pytest.fixture(scope="session")
+def dev_data_dir() -> Path:
+    return _require(DEV_DATA)
+
+
+@pytest.fixture(scope="session")
+def ada_pkl(fixtures_dir) -> Path:
+    return _require(fixtures_dir / "nvidia-ada-64.pkl")
+
+
+@pytest.fixture(scope="session")
+def sg3_pkl(fixtures_dir) -> Path:
+    return _require(fixtures_dir / "nvidia-sg3repo-64.pkl")
+
+
+@pytest.fixture(scope="session")
+def rosinality_pt(fixtures_dir) -> Path:
+    return _require(fixtures_dir / "rosinality-64.pt")
+
+
+@pytest.fixture(scope="session")
+def golden64(fixtures_dir):
+    import numpy as np
+
+    return dict(np.load(_require(fixtures_dir / "golden-64.npz")))
