@@ -10,6 +10,16 @@ from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 
+EXTRAS = {
+    "dlib": ["dlib-bin>=19.24", "face-recognition-models==0.3.0"],
+    "fan": ["face-alignment>=1.4"],
+    "video": ["imageio-ffmpeg>=0.4"],
+    "notebook": ["ipywidgets>=8", "matplotlib>=3.5", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],
+    "build": ["ninja>=1.10"],
+    "test": ["pytest>=7"],
+}
+EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
+
 setup(
     name="stylegan-unmask",
     version="0.1.0",
@@ -34,13 +44,6 @@ setup(
         "opencv-python>=4.6,<5",
         "imageio>=2.20",
     ],
-    extras_require={
-        "dlib": ["dlib-bin>=19.24", "face-recognition-models==0.3.0"],
-        "fan": ["face-alignment>=1.4"],
-        "video": ["imageio-ffmpeg>=0.4"],
-        "notebook": ["ipywidgets>=8", "matplotlib>=3.5", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],
-        "build": ["ninja>=1.10"],
-        "test": ["pytest>=7"],
-    },
+    extras_require=EXTRAS,
     entry_points={"console_scripts": ["stylegan-unmask=stylegan_unmask.cli:main"]},
 )
