@@ -23,9 +23,9 @@ void check_like(const at::Tensor& t, const at::Tensor& x, const char* name) {
                 " but x has strides ", x.strides(), " (the caller must give all tensors one memory layout)");
 }
 
-// x: main input; b: bias or None; xref/yref/aux: see su_bias_act::Mode in bias_act.h.
+// x: main input; b: bias or None; xref/aux: see su_bias_act::Mode in bias_act.h.
 at::Tensor bias_act_cuda(const at::Tensor& x, const std::optional<at::Tensor>& b, const std::optional<at::Tensor>& xref,
-                         const std::optional<at::Tensor>& yref, const std::optional<at::Tensor>& aux, int64_t mode,
+                         const std::optional<at::Tensor>& aux, int64_t mode,
                          int64_t dim, int64_t act, double alpha, double gain, double clamp) {
     TORCH_CHECK(x.is_cuda(), "bias_act: x must be a CUDA tensor, got one on ", x.device());
     const auto dtype = x.scalar_type();
@@ -65,13 +65,8 @@ at::Tensor bias_act_cuda(const at::Tensor& x, const std::optional<at::Tensor>& b
             check_like(*xref, x, "xref");
             p.xref = xref->data_ptr();
         } else {
-            TORCH_CHECK(act == su_bias_act::kLinear, "bias_act: the gradient of this activation needs the forward input");
-        }
-        if (yref.has_value() && yref->defined()) {
-            check_like(*yref, x, "yref");
-            p.yref = yref->data_ptr();
-        } else {
-            TORCH_CHECK(clamp < 0, "bias_act: the gradient of a clamped op needs the forward output");
+            TORCH_CHECK(act == su_bias_act::kLinear && clamp < 0,
+                        "bias_act: the gradient of a non-linear or clamped op needs the forward input");
         }
     }
     if (mode == su_bias_act::kGrad2) {
@@ -94,7 +89,7 @@ at::Tensor bias_act_cuda(const at::Tensor& x, const std::optional<at::Tensor>& b
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
     m.doc() = "stylegan-unmask fused bias + activation + gain + clamp (CUDA)";
     m.def("bias_act", &bias_act_cuda, "fused bias_act kernel (forward, grad and second-order grad modes)",
-          pybind11::arg("x"), pybind11::arg("b"), pybind11::arg("xref"), pybind11::arg("yref"), pybind11::arg("aux"),
+          pybind11::arg("x"), pybind11::arg("b"), pybind11::arg("xref"), pybind11::arg("aux"),
           pybind11::arg("mode"), pybind11::arg("dim"), pybind11::arg("act"), pybind11::arg("alpha"),
           pybind11::arg("gain"), pybind11::arg("clamp"));
     m.attr("kForward") = static_cast<int>(su_bias_act::kForward);

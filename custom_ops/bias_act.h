@@ -32,11 +32,15 @@ enum Activation : int {
     kNumActivations = 9,
 };
 
-// What one call computes. With s = xref + b (pre-activation of the forward pass)
-// and keep = (clamp < 0 || |yref| < clamp):
+// What one call computes. With s = xref + b (the forward pre-activation),
+// v = gain * act(s) (the value before clamping) and
+// keep = (clamp < 0 || -clamp <= v <= clamp), i.e. the element was not clamped:
 //   kForward: out = clamp(gain * act(x + b))
 //   kGrad:    out = x * gain * act'(s) * keep                 (x = upstream gradient dy)
 //   kGrad2:   out = x * aux * gain * act''(s) * keep          (x = upstream gradient of dx, aux = dy)
+// The gradient modes recompute v rather than reading the stored output: in float16
+// a clamped output need not compare equal to the clamp limit after rounding, but
+// the recomputed v reproduces the forward decision exactly.
 enum Mode : int {
     kForward = 0,
     kGrad = 1,
@@ -46,8 +50,7 @@ enum Mode : int {
 struct Params {
     const void* x = nullptr;     // main input (see Mode)
     const void* b = nullptr;     // bias [bias_size] or nullptr
-    const void* xref = nullptr;  // forward input, grad modes only; nullptr when act' is constant
-    const void* yref = nullptr;  // forward output, grad modes only; nullptr when clamping is off
+    const void* xref = nullptr;  // forward input, grad modes only; nullptr when linear and unclamped
     const void* aux = nullptr;   // kGrad2 only: dy of the first backward pass
     void* out = nullptr;
     int64_t numel = 0;
@@ -159,15 +162,15 @@ SU_BA_HD void compute_one(const Params& p, Index i) {
         return;
     }
 
-    // Gradient modes: elements that the forward pass clamped have zero slope.
-    if (p.yref != nullptr && p.clamp >= 0.0) {
-        const A y = static_cast<A>(static_cast<const T*>(p.yref)[i]);
-        if (y >= clamp || y <= -clamp) {
+    const A s = (p.xref != nullptr ? static_cast<A>(static_cast<const T*>(p.xref)[i]) : A(0)) + bias;
+    if (p.clamp >= 0.0) {
+        // Same expression as the forward pass, so the same elements count as clamped.
+        const A unclamped = act_value<A>(p.act, s, alpha) * gain;
+        if (unclamped > clamp || unclamped < -clamp) {
             out[i] = static_cast<T>(A(0));
             return;
         }
     }
-    const A s = (p.xref != nullptr ? static_cast<A>(static_cast<const T*>(p.xref)[i]) : A(0)) + bias;
     A r;
     if (p.mode == kGrad) {
         r = v * gain * act_deriv1<A>(p.act, s, alpha);

@@ -3,6 +3,9 @@
 // Called only from torch_utils/ops/upfirdn2d.py, which folds the gain into the
 // filter, splits separable filters into two passes and owns autograd. This file
 // validates the arguments and hands raw pointers and strides to the kernel.
+#include <cstdint>
+#include <limits>
+
 #include <torch/extension.h>
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
@@ -29,6 +32,10 @@ at::Tensor upfirdn2d_cuda(const at::Tensor& x, const at::Tensor& f, int64_t up_x
     TORCH_CHECK(up_x >= 1 && up_y >= 1, "upfirdn2d: up factors must be >= 1, got [", up_x, ", ", up_y, "]");
     TORCH_CHECK(down_x >= 1 && down_y >= 1, "upfirdn2d: down factors must be >= 1, got [", down_x, ", ", down_y, "]");
 
+    constexpr int64_t kIntMax = std::numeric_limits<int32_t>::max();
+    TORCH_CHECK(up_x <= kIntMax && up_y <= kIntMax && down_x <= kIntMax && down_y <= kIntMax &&
+                    pad_x0 <= kIntMax && pad_x0 >= -kIntMax && pad_y0 <= kIntMax && pad_y0 >= -kIntMax,
+                "upfirdn2d: up/down/padding out of range");
     const int64_t in_h = x.size(2), in_w = x.size(3);
     const int64_t fh = f.size(0), fw = f.size(1);
     const int64_t span_w = in_w * up_x + pad_x0 + pad_x1 - fw;  // valid-convolution extent minus one
@@ -38,7 +45,7 @@ at::Tensor upfirdn2d_cuda(const at::Tensor& x, const at::Tensor& f, int64_t up_x
                 fw, " filter");
     const int64_t out_w = span_w / down_x + 1;
     const int64_t out_h = span_h / down_y + 1;
-    TORCH_CHECK(fh * fw <= std::numeric_limits<int32_t>::max() && out_h * out_w <= std::numeric_limits<int32_t>::max(),
+    TORCH_CHECK(fh <= kIntMax && fw <= kIntMax && out_h * out_w <= kIntMax,
                 "upfirdn2d: filter or output plane too large");
 
     at::Tensor y = at::empty({x.size(0), x.size(1), out_h, out_w}, x.options().memory_format(x.suggest_memory_format()));

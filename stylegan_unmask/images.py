@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import struct
 import tempfile
 import threading
 import warnings
@@ -54,7 +55,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-@dataclass
+@dataclass(eq=False)  # holds arrays: compare fields explicitly
 class LoadedImage:
     """A decoded photo plus what is needed to write results that look like it."""
 
@@ -89,7 +90,8 @@ def as_rgb_uint8(array, name: Optional[PathLike] = None) -> np.ndarray:
     Accepts HxW / HxWx1 (grey), HxWx3 (RGB) and HxWx4 (RGBA: alpha dropped)
     arrays of dtype uint8, uint16 (scaled by 255/65535), bool (0/255) or float
     in [0, 1]. Anything else is refused with an :class:`InputImageError`
-    rather than guessed at. ``name`` is used in error messages.
+    rather than guessed at. ``name`` is used in error messages. An array that
+    is already contiguous HxWx3 uint8 is returned as is (not copied).
     """
     if isinstance(array, LoadedImage):
         return array.pixels
@@ -98,7 +100,9 @@ def as_rgb_uint8(array, name: Optional[PathLike] = None) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - anything not array-like
         raise InputImageError(name, f"cannot be read as an image array ({exc})") from None
     if arr.dtype == object or arr.dtype.kind not in "biuf":
-        raise InputImageError(name, f"image array has unsupported dtype {arr.dtype}; expected uint8, uint16, bool or float")
+        raise InputImageError(
+            name, f"image array has unsupported dtype {arr.dtype}; expected uint8, uint16, bool or float"
+        )
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.ndim == 2:
@@ -107,7 +111,8 @@ def as_rgb_uint8(array, name: Optional[PathLike] = None) -> np.ndarray:
         raise InputImageError(name, f"image array has shape {arr.shape}; expected HxW, HxWx3 or HxWx4")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise InputImageError(name, f"image is empty ({arr.shape[1]}x{arr.shape[0]} pixels)")
-    arr = arr[:, :, :3]
+    if arr.shape[2] == 4:
+        arr = arr[:, :, :3]
     if arr.dtype == np.uint8:
         pass
     elif arr.dtype == np.bool_:
@@ -126,7 +131,9 @@ def as_rgb_uint8(array, name: Optional[PathLike] = None) -> np.ndarray:
     else:  # signed / wider integers: only accept values that are already 8-bit
         lo, hi = int(arr.min()), int(arr.max())
         if lo < 0 or hi > 255:
-            raise InputImageError(name, f"integer image array of dtype {arr.dtype} has values {lo}..{hi}, outside 0..255")
+            raise InputImageError(
+                name, f"integer image array of dtype {arr.dtype} has values {lo}..{hi}, outside 0..255"
+            )
         arr = arr.astype(np.uint8)
     return np.ascontiguousarray(arr)
 
@@ -214,14 +221,23 @@ def _decode(p: Path, im: Image.Image, max_pixels: Optional[int]) -> LoadedImage:
     _check_pixels(p, width, height, max_pixels)
     original_mode = im.mode
     fmt = im.format
-    exif = im.getexif()
-    orientation = int(exif.get(EXIF_ORIENTATION_TAG, 1) or 1)
+    deep_rgb = _is_multichannel_16bit(im)  # before getexif(): for PNG that decodes the pixels and clears .tile
+    with warnings.catch_warnings():  # a damaged EXIF block is common and harmless: we just lose it
+        warnings.simplefilter("ignore")
+        try:
+            exif = im.getexif()
+        except (OSError, SyntaxError, ValueError, struct.error, KeyError, IndexError, TypeError):
+            exif = Image.Exif()
+        try:
+            orientation = int(exif.get(EXIF_ORIENTATION_TAG, 1) or 1)
+        except (TypeError, ValueError):
+            orientation = 1
     if orientation not in range(1, 9):
         orientation = 1
     icc = im.info.get("icc_profile") or None
     dpi = im.info.get("dpi")
 
-    if _is_multichannel_16bit(im):
+    if deep_rgb:
         rgb, alpha = _decode_16bit_with_opencv(p)
         if rgb is not None:
             if (rgb.shape[1], rgb.shape[0]) != (width, height):
@@ -422,9 +438,13 @@ def _exif_for_output(exif: "Image.Exif", orientation: int) -> Optional[bytes]:
     if not exif:
         return None
     try:
-        if EXIF_ORIENTATION_TAG in exif or orientation != 1:
-            exif[EXIF_ORIENTATION_TAG] = 1  # pixels are stored upright from now on
-        data = exif.tobytes()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            out = Image.Exif()  # a copy: Pillow caches the image's own Exif object
+            out.load(exif.tobytes())
+            if EXIF_ORIENTATION_TAG in out or orientation != 1:
+                out[EXIF_ORIENTATION_TAG] = 1  # pixels are stored upright from now on
+            data = out.tobytes()
     except Exception:  # noqa: BLE001 - unwritable maker notes etc.: drop EXIF rather than fail
         return None
     return data or None
@@ -481,7 +501,8 @@ def save_image(
     ext = out.suffix.lower()
     fmt = _SAVE_FORMATS.get(ext)
     if fmt is None:
-        raise UnmaskError(f"{out}: unsupported output extension {ext or '(none)'!r}; use one of {sorted(set(_SAVE_FORMATS))}")
+        known = ", ".join(sorted(_SAVE_FORMATS))
+        raise UnmaskError(f"{out}: unsupported output extension {ext or '(none)'!r}; use one of {known}")
     ensure_not_input(out, [like.path if like is not None else None, *protect])
 
     arr = np.asarray(pixels)

@@ -88,10 +88,13 @@ class RestrictedNumpyUnpickler(pickle.Unpickler):
     """
 
     ALLOWED_GLOBALS = frozenset({
-        ("numpy.core.multiarray", "_reconstruct"),
+        ("numpy.core.multiarray", "_reconstruct"),   # array pickles, protocols 2-4
         ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy.core.numeric", "_frombuffer"),        # array pickles, protocol 5
+        ("numpy._core.numeric", "_frombuffer"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        ("_codecs", "encode"),                        # bytes in protocol-2 pickles
     })
 
     def __init__(self, file, *, source: str = "<pickle>"):
@@ -104,9 +107,11 @@ class RestrictedNumpyUnpickler(pickle.Unpickler):
                 f"{self.source}: refused to load '{module}.{name}' — this file may only contain "
                 f"numpy arrays; nothing from it was executed"
             )
-        if module == "numpy.core.multiarray":
-            # numpy >= 2 moved the module; the old path is a deprecated alias.
-            module = "numpy._core.multiarray" if hasattr(np, "_core") else module
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):
+            # numpy >= 2 moved these modules; the old paths are deprecated aliases.
+            module = "numpy._core." + module[len("numpy.core."):]
+        elif module.startswith("numpy._core.") and not hasattr(np, "_core"):
+            module = "numpy.core." + module[len("numpy._core."):]
         return super().find_class(module, name)
 
     def persistent_load(self, pid):

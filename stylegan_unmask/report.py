@@ -19,6 +19,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 PathLike = Union[str, Path]
 
+_UMASK = os.umask(0)  # read once (setting it is the only way to read it)
+os.umask(_UMASK)
+
 #: Colour of the "hidden by the face mask" overlay (a magenta-red that is rare in faces).
 MASK_COLOUR = (255, 0, 96)
 
@@ -36,6 +39,9 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, file_mode(path))
         os.replace(tmp, path)
     except BaseException:
         try:
@@ -44,6 +50,17 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
             pass
         raise
     return path
+
+
+def file_mode(path: PathLike) -> int:
+    """Permissions for a file about to be (re)written: the old file's, else the umask's default.
+
+    ``mkstemp`` creates 0600 files; results should be as readable as any other file the user writes.
+    """
+    p = Path(path)
+    if p.exists():
+        return p.stat().st_mode & 0o7777
+    return 0o666 & ~_UMASK
 
 
 def atomic_write_text(path: PathLike, text: str) -> Path:

@@ -29,7 +29,7 @@ import io
 import pickle
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Dict, Optional, Tuple, Union
+from typing import Any, BinaryIO, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -243,6 +243,8 @@ def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=Fals
     if metadata not in (None, {}):
         raise MalformedPickleError("tensor carries metadata flags this reader cannot interpret")
     numel = int(np.prod(size, dtype=np.int64)) if size else 1
+    if numel > storage.data.numel():  # only broadcast (stride-0) views could; saved weights never are
+        raise MalformedPickleError("tensor has more elements than its storage")
     if numel > 0:
         last = storage_offset + sum((n - 1) * s for n, s in zip(size, stride))
         if last >= storage.data.numel():

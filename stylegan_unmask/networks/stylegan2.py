@@ -16,7 +16,7 @@ why synthesis accepts an explicit ``noise=`` list (see ``SynthesisNetwork.forwar
 from __future__ import annotations
 
 import math
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 from torch import nn
@@ -48,6 +48,7 @@ CONFIG_DEFAULTS: Dict[str, Dict[str, dict]] = {
 MAPPING_OPTIONS = ("num_layers", "embed_features", "layer_features", "activation", "lr_multiplier", "w_avg_beta")
 SYNTHESIS_OPTIONS = (
     "channel_base", "channel_max", "num_fp16_res",                        # SynthesisNetwork
+    "channels_dict",                                                      # (ours: explicit channel table)
     "architecture", "resample_filter", "conv_clamp", "fp16_channels_last",  # SynthesisBlock
     "fused_modconv_default",
     "kernel_size", "use_noise", "activation",                             # SynthesisLayer
@@ -407,11 +408,13 @@ class MappingNetwork(nn.Module):
             self.register_buffer("w_avg", torch.zeros([w_dim]))
 
     def forward(self, z: Optional[torch.Tensor], c: Optional[torch.Tensor] = None, truncation_psi: float = 1,
-                truncation_cutoff: Optional[int] = None, update_emas: Optional[bool] = None) -> torch.Tensor:
+                truncation_cutoff: Optional[int] = None, update_emas: Optional[bool] = None,
+                skip_w_avg_update: bool = False) -> torch.Tensor:
         """Returns ws [N, num_ws, w_dim] (or [N, w_dim] when num_ws is None).
 
         `update_emas` (default: the module's training flag) moves `w_avg`
         towards this batch's mean w; evaluation never changes it.
+        `skip_w_avg_update=True` (stylegan2-ada's spelling) disables the update.
         """
         parts = []
         if self.z_dim > 0:
@@ -429,7 +432,7 @@ class MappingNetwork(nn.Module):
             x = getattr(self, f"fc{idx}")(x)
 
         if update_emas is None:
-            update_emas = self.training
+            update_emas = self.training and not skip_w_avg_update
         if update_emas and self.w_avg_beta is not None and hasattr(self, "w_avg"):
             self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
 
@@ -453,7 +456,8 @@ class SynthesisNetwork(nn.Module):
     """W+ [N, num_ws, w_dim] -> image [N, img_channels, R, R]; one block per resolution 4..R."""
 
     def __init__(self, w_dim: int, img_resolution: int, img_channels: int, channel_base: int = 32768,
-                 channel_max: int = 512, num_fp16_res: int = 0, **block_kwargs):
+                 channel_max: int = 512, num_fp16_res: int = 0,
+                 channels_dict: Optional[Mapping[Union[int, str], int]] = None, **block_kwargs):
         super().__init__()
         if img_resolution < 4 or img_resolution & (img_resolution - 1):
             raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
@@ -463,7 +467,16 @@ class SynthesisNetwork(nn.Module):
         self.img_channels = int(img_channels)
         self.num_fp16_res = int(num_fp16_res)
         self.block_resolutions = [2 ** i for i in range(2, self.img_resolution_log2 + 1)]
-        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+        if channels_dict is None:
+            channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+        else:
+            # Checkpoints from other code bases (e.g. rosinality's with a custom channel table)
+            # cannot always be described by channel_base / channel_max.
+            channels = {int(res): int(ch) for res, ch in channels_dict.items()}
+            missing = [res for res in self.block_resolutions if channels.get(res, 0) < 1]
+            if missing:
+                raise ValueError(f"channels_dict must give a positive channel count for every resolution "
+                                 f"{self.block_resolutions}; missing or invalid: {missing}")
         # float16 for the `num_fp16_res` highest resolutions, but never below 8x8.
         fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - self.num_fp16_res), 8)
 
@@ -607,9 +620,10 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None, truncation_psi: float = 1,
                 truncation_cutoff: Optional[int] = None, update_emas: Optional[bool] = None,
-                **synthesis_kwargs) -> torch.Tensor:
+                skip_w_avg_update: bool = False, **synthesis_kwargs) -> torch.Tensor:
+        """z [N, z_dim] (+ one-hot c) -> image [N, C, R, R]; synthesis_kwargs as `SynthesisNetwork.forward`."""
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
-                          update_emas=update_emas)
+                          update_emas=update_emas, skip_w_avg_update=skip_w_avg_update)
         return self.synthesis(ws, **synthesis_kwargs)
 
     def extra_repr(self) -> str:
