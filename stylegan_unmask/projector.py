@@ -41,7 +41,7 @@ import dataclasses
 import math
 import re
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -533,7 +533,7 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
             values = history[step].cpu().numpy()
             info = ProjectionStep(step=step, steps=steps, lr=lr, w_noise_scale=jitter_scale,
                                   losses={k: values[j] for j, k in enumerate(LOSS_KEYS)},
-                                  images=preview, w_plus=w_opt.detach())
+                                  images=preview, w_plus=w_opt.detach().clone())
             if callback(step, info) is True:
                 stopped = step < steps - 1
                 break

@@ -14,7 +14,7 @@ pytest.importorskip("matplotlib")
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "explore.ipynb"
-PHOTO = "masked_real/cdeb7_0_0_0_copy_53.jpg"
+PHOTO = "masked_real/cdeb7_0_0_0_copy_53.jpg"  # a dev photo of a person wearing a mask
 
 
 @pytest.mark.slow
@@ -31,7 +31,7 @@ def test_explore_notebook_executes(ada_pkl, dev_data_dir, tmp_path, monkeypatch)
     monkeypatch.setenv("DEVICE", "cpu")
     monkeypatch.setenv("OUTDIR", str(outdir))
     monkeypatch.setenv("OMP_NUM_THREADS", "2")
-    monkeypatch.setenv("MPLBACKEND", "Agg")
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's inline backend renders the figures
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
 
     nb = nbformat.read(NOTEBOOK, as_version=4)

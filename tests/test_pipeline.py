@@ -119,7 +119,8 @@ def test_latent_file_rerenders_the_projection(run, ada_pkl, tmp_path):
     assert str(ada_pkl) in meta["network"]
     assert len(noise_keys) > 0
     res = CliRunner().invoke(cli, ["generate", "--network", str(ada_pkl), "--ws", str(outdir / "projected_w.npz"),
-                                   "--outdir", str(tmp_path), "--device", "cpu"])
+                                   "--outdir", str(tmp_path), "--device", "cpu"]
+                             + (["--force-fp32"] if meta["force_fp32"] else []))
     assert res.exit_code == 0, res.output
     rerendered = np.asarray(Image.open(tmp_path / "proj00.png"))
     projection = np.asarray(Image.open(outdir / "projection.png"))
@@ -157,7 +158,7 @@ def test_aligned_input_with_a_user_mask(run, G, tmp_path):
 def test_same_seed_same_result(photo, G):
     from stylegan_unmask.pipeline import unmask
 
-    kw = dict(G=G, steps=8, init="random", device="cpu", progress=False)
+    kw = dict(G=G, steps=4, init="random", device="cpu", progress=False)
     a = unmask(photo, seed=3, **kw)
     b = unmask(photo, seed=3, **kw)
     c = unmask(photo, seed=4, **kw)
@@ -173,7 +174,7 @@ def test_cli_project_end_to_end(photo, ada_pkl, tmp_path, monkeypatch):
     assert res.exit_code == 0, res.output
     outdir = tmp_path / "out" / photo.stem  # the default output folder
     assert (outdir / "unmasked.png").is_file() and (outdir / "projected_w.npz").is_file()
-    assert "PSNR" in res.output and str(outdir) in res.output
+    assert "PSNR" in res.output and f"out{os.sep}{photo.stem}" in res.output
     with np.load(outdir / "projected_w.npz") as npz:
         meta = json.loads(str(npz["meta_json"]))
     assert meta["steps"] == 5 and meta["lambda_perceptual"] == 0.5 and meta["seed"] == 7

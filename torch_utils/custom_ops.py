@@ -51,9 +51,12 @@ __all__ = [
     "PluginSpec",
     "build_key",
     "cache_root",
+    "environment_fingerprint",
     "extensions_dir",
     "forced_reference",
     "get_plugin",
+    "load_or_build",
+    "module_name",
     "plugin_state",
     "reset_plugin_state",
     "source_dir",
@@ -239,6 +242,8 @@ def _compile(modname: str, sources: Sequence[Path], build_dir: Path, spec: Plugi
     from torch.utils import cpp_extension
 
     win = sys.platform.startswith("win")
+    print(f"stylegan-unmask: compiling the CUDA op '{spec.name}' (first use only; takes a minute or two)...",
+          file=sys.stderr, flush=True)
     return cpp_extension.load(
         name=modname,
         sources=[str(s) for s in sources],
@@ -265,7 +270,7 @@ def _read_marker(folder: Path) -> Optional[dict]:
 
 def load_or_build(spec: PluginSpec, *, root: Optional[Path] = None, cache: Optional[Path] = None,
                   key: Optional[str] = None, verbose: bool = False,
-                  compile_fn: Optional[Callable[..., None]] = None,
+                  compile_fn: Optional[Callable[..., Optional[types.ModuleType]]] = None,
                   import_fn: Optional[Callable[[str, Path], types.ModuleType]] = None) -> types.ModuleType:
     """Return the compiled module for ``spec``, building it if no complete cached build exists.
 
@@ -373,10 +378,14 @@ def _toolchain_problem() -> Optional[tuple[str, str]]:
 
 
 def _summarise(exc: BaseException, limit: int = 600) -> str:
+    """The informative lines of a (possibly very long) compiler failure."""
     text = str(exc).strip() or type(exc).__name__
-    lines = [ln for ln in text.splitlines() if ln.strip()]
-    errors = [ln for ln in lines if "error" in ln.lower()]
-    short = " | ".join((errors or lines)[-4:])
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    keywords = ("error", "fatal", "undefined", "not found", "unsupported", "no such file")
+    picked = [ln for ln in lines if any(k in ln.lower() for k in keywords)]
+    if lines and lines[-1] not in picked:
+        picked.append(lines[-1])
+    short = " | ".join(picked[-4:])
     return short if len(short) <= limit else "..." + short[-limit:]
 
 
@@ -424,7 +433,7 @@ def get_plugin(spec: PluginSpec, *, warn: bool = True) -> Optional[types.ModuleT
                 f"using the slower reference PyTorch implementation. To fix: {record.hint}. "
                 f"Set {OPS_ENV}=ref to use the reference ops without this warning.",
                 PluginFallbackWarning,
-                stacklevel=4,
+                stacklevel=3,
             )
         return None
 

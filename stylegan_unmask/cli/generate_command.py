@@ -59,8 +59,8 @@ def generate_command(network: str, seeds, ws_file: Optional[Path], truncation_ps
     from tqdm import tqdm
 
     from ..checkpoints import load_generator
-    from ..generate import (iter_seed_images, load_ws, proj_filename, render_ws, resolve_device,
-                            seed_filename, class_vector)
+    from ..generate import (class_vector, iter_seed_images, load_ws, proj_filename, render_ws, resolve_device,
+                            seed_filename)
     from ..images import save_image
 
     dev = resolve_device(device)

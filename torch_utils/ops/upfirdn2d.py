@@ -152,7 +152,8 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: IntOrPair = 1, dow
         f: ``[fh, fw]`` (2-D), ``[n]`` (separable) or None (identity); float32 as
             made by :func:`setup_filter`.
         impl: 'cuda' uses the fused kernel for CUDA tensors when available, else the
-            reference; 'ref' always uses the reference.
+            reference; 'ref' always uses the reference. A filter that requires grad
+            always takes the reference path (the kernel has no filter gradient).
     Returns:
         ``[N, C, (H*up_y + y0 + y1 - fh) // down_y + 1, (W*up_x + x0 + x1 - fw) // down_x + 1]``.
     """
@@ -173,8 +174,7 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: IntOrPair = 1, dow
         raise ValueError(f"upfirdn2d: a {in_h}x{in_w} input with up=[{upx}, {upy}] and padding "
                          f"[{px0}, {px1}, {py0}, {py1}] is smaller than the {fh}x{fw} filter (empty output)")
 
-    if (impl == "cuda" and _plugin_applicable(x) and x.dtype in _PLUGIN_DTYPES and f.device == x.device
-            and not f.requires_grad):
+    if impl == "cuda" and _plugin_applicable(x) and x.dtype in _PLUGIN_DTYPES and not f.requires_grad:
         plugin = custom_ops.get_plugin(_PLUGIN)
         if plugin is not None:
             return _upfirdn2d_cuda(x, f, (upx, upy), (downx, downy), (px0, px1, py0, py1), flip_filter, gain)
@@ -290,7 +290,7 @@ class _Config:
 def _upfirdn2d_cuda(x: torch.Tensor, f: torch.Tensor, up: tuple[int, int], down: tuple[int, int],
                     pad: tuple[int, int, int, int], flip_filter: bool, gain: float) -> torch.Tensor:
     fdtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-    f = f.detach().to(fdtype)
+    f = f.detach().to(device=x.device, dtype=fdtype)
     if f.ndim == 1:  # separable: a horizontal pass, then a vertical one
         f = f * (gain ** 0.5)
         fx = f.reshape(1, -1).contiguous()
