@@ -439,21 +439,23 @@ def project_faces(G, faces: Sequence[PreparedFace], config, device=None, callbac
     if record_video:
         every = video_every or max(1, config.steps // DEFAULT_VIDEO_FRAMES)
         recorder = FrameRecorder(faces, every)
-    cadences = [c for c in ((preview_every if callback else 0), (recorder.every if recorder else 0)) if c > 0]
-    cfg = config
-    if cadences:
-        cfg = dataclasses.replace(config, preview_every=math.gcd(*cadences) if len(cadences) > 1 else cadences[0])
+    wanted = callback is not None or recorder is not None
+    cadences = [c for c in ((preview_every if callback is not None else 0), (recorder.every if recorder else 0))
+                if c > 0]
+    # The projector calls back every `preview_every` steps (0: only after the last step).
+    cfg = dataclasses.replace(config, preview_every=math.gcd(*cadences) if cadences else 0) if wanted else config
 
     def on_step(step, info):
         stop = None
         if recorder is not None:
             recorder(step, info)
-        if callback is not None and (step % max(preview_every, 1) == 0 or step == info.steps - 1):
+        last = step == info.steps - 1
+        if callback is not None and (last or (preview_every > 0 and step % preview_every == 0)):
             stop = callback(step, info)
         return stop
 
     features = _get_features(cfg.perceptual_layers, dev) if cfg.lambda_perceptual > 0 else None
-    results = project(G, target, hidden, cfg, device=dev, callback=on_step if cadences else None,
+    results = project(G, target, hidden, cfg, device=dev, callback=on_step if wanted else None,
                       progress=progress, features=features)
     frames = recorder.frames if recorder is not None else [[] for _ in faces]
     return results, frames

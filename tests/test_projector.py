@@ -241,11 +241,13 @@ def test_batch_of_two_equals_two_single_runs(G, vgg):
     for i in range(2):
         single = project(G, targets[i:i + 1], masks[i:i + 1], config, progress=False, features=vgg)[0]
         assert batch[i].init == single.init
-        # Batched convolutions round differently; Adam amplifies that a little over the steps.
-        assert torch.allclose(batch[i].w_plus, single.w_plus, atol=2e-2, rtol=0)
-        assert all(torch.allclose(a, b, atol=2e-2) for a, b in zip(batch[i].noise, single.noise))
-        np.testing.assert_allclose(batch[i].losses["total"], single.losses["total"], rtol=1e-2)
-        assert batch[i].psnr == pytest.approx(single.psnr, abs=0.1)
+        # Batched convolutions round differently and Adam's first steps (~ lr * sign(g)) amplify that
+        # for near-zero gradient entries, so compare relative sizes, the image and the loss history.
+        assert float((batch[i].w_plus - single.w_plus).norm() / single.w_plus.norm()) < 1e-2
+        assert all(float((a - b).norm() / b.norm()) < 1e-2 for a, b in zip(batch[i].noise, single.noise))
+        assert float((batch[i].image - single.image).square().mean()) < 4 * 10 ** (-45 / 10)   # > 45 dB apart
+        np.testing.assert_allclose(batch[i].losses["total"], single.losses["total"], rtol=1e-3)
+        assert batch[i].psnr == pytest.approx(single.psnr, abs=0.05)
     assert not torch.allclose(batch[0].w_plus, batch[1].w_plus, atol=0.1)      # two different answers
 
 
