@@ -295,7 +295,7 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
     sharding.
     """
     from .images import save_image
-    from .pipeline import (_module_device, finish_face, get_network, network_source, prepare_face, project_faces,
+    from .pipeline import (finish_face, get_network, network_device, network_source, prepare_face, project_faces,
                            projection_config, resolve_device, run_settings, save_outputs)
 
     folder, outdir = Path(folder), Path(outdir)
@@ -304,8 +304,15 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
     if outdir.exists() and not outdir.is_dir():
         raise UnmaskError(f"{outdir}: exists and is not a folder")
     rank, world = resolve_shard(shard)
-    dev = resolve_device(device) if device is not None else (
-        _module_device(G) if G is not None else default_device())
+    if G is not None:
+        dev = network_device(G)
+    else:
+        dev = resolve_device(device) if device is not None else default_device()
+        if dev.type == "cuda" and dev.index is None:
+            dev = default_device()  # 'cuda' under torchrun: this process's GPU (LOCAL_RANK)
+        # Loaded up front: the done markers record where the network came from (G.source),
+        # and a network that cannot be loaded should stop the run, not fail every photo.
+        G = get_network(network, dev)
     if batch_size is None:
         batch_size = 4 if dev.type == "cuda" else 1
     if batch_size < 1:
@@ -313,8 +320,7 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
 
     config = projection_config(steps=steps, lambda_perceptual=lambda_perceptual, init=init, seed=seed,
                                optimize_noise=optimize_noise, noise_mode=noise_mode, device=dev)
-    source = network_source(G) if G is not None else str(network)
-    settings = _jsonable(run_settings(source, config, margin=margin, aligned=aligned, backend=backend))
+    settings = _jsonable(run_settings(network_source(G), config, margin=margin, aligned=aligned, backend=backend))
     report_settings = {**settings, "batch_size": batch_size, "device": str(dev), "shards": world,
                        "input": str(folder)}
 
@@ -359,13 +365,6 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
         if on_record is not None:
             on_record(rec)
 
-    net = {"G": G}
-
-    def network_():
-        if net["G"] is None:
-            net["G"] = get_network(network, dev)
-        return net["G"]
-
     pending: List[Tuple[BatchItem, object, float]] = []
 
     def flush():
@@ -373,14 +372,13 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
         pending.clear()
         if not chunk:
             return
-        G_ = network_()
         t0 = time.perf_counter()
         cb = None
         if progress:
             def cb(step, info):
                 bar.set_postfix_str(f"step {step + 1}/{info.steps}, batch of {len(chunk)}")
         try:
-            results, frames = project_faces(G_, [face for _, face, _ in chunk], config, device=dev,
+            results, frames = project_faces(G, [face for _, face, _ in chunk], config, device=dev,
                                             callback=cb, progress=False, record_video=save_video)
         except (KeyboardInterrupt, SystemExit):
             raise
@@ -394,9 +392,9 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
         for (item, face, prep_s), proj, fr in zip(chunk, results, frames):
             t1 = time.perf_counter()
             try:
-                result = finish_face(face, proj, settings=run_settings(network_source(G_), config, margin=margin,
+                result = finish_face(face, proj, settings=run_settings(network_source(G), config, margin=margin,
                                                                        aligned=aligned, backend=backend),
-                                     source=network_source(G_), frames=fr)
+                                     source=network_source(G), frames=fr)
                 written = save_outputs(result, item.outdir, video=save_video)
                 save_image(item.outdir / THUMB_INPUT, thumbnail(result.original.pixels, 256),
                            protect=[item.source])
@@ -427,10 +425,9 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
                                    final_loss=marker.get("final_loss"), psnr=marker.get("psnr"),
                                    outdir=item.out_rel))
                 continue
-            resolution = network_().img_resolution  # a broken network stops the run: every photo needs it
             t0 = time.perf_counter()
             try:
-                face = prepare_face(item.source, resolution, aligned=aligned, backend=backend, margin=margin)
+                face = prepare_face(item.source, G.img_resolution, aligned=aligned, backend=backend, margin=margin)
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad photo never stops the batch

@@ -50,7 +50,7 @@ MAX_WORK_SIZE = 1024
 DEFAULT_VIDEO_FRAMES = 100
 VIDEO_FPS = 15
 
-#: Output file names (``save_outputs``); the batch runner checks these for completeness.
+#: Files ``save_outputs`` always writes (``projection.mp4``/``.gif`` too with a video).
 OUTPUT_FILES = ("unmasked.png", "aligned.png", "mask.png", "projection.png", "comparison.png", "projected_w.npz")
 
 
@@ -65,7 +65,7 @@ class PreparedFace:
     aligned: Optional["AlignedFace"]  # None when the input already was an aligned face  # noqa: F821
     aligned_image: np.ndarray  # SxSx3 uint8: the aligned photo at the working size
     mask_aligned: np.ndarray  # SxS bool, True = hidden by the face mask
-    landmarks: Optional[object]  # FaceLandmarks in the photo (None when a user mask replaced detection)
+    landmarks: Optional[object]  # FaceLandmarks in the photo (None for an aligned input with a user mask)
     mask_source: str  # 'landmarks' or the user mask's path
     target: np.ndarray  # RxRx3 uint8: the projection target (aligned photo at network resolution)
     hidden: np.ndarray  # RxR bool: the mask at network resolution (conservative)
@@ -171,10 +171,12 @@ def _get_features(layers: Sequence[str], device):
 
 
 def network_source(G) -> str:
+    """Where a generator came from (``G.source``), for reports and the latent file."""
     return str(getattr(G, "source", None) or "<in-memory network>")
 
 
-def _module_device(G):
+def network_device(G):
+    """The device a loaded generator lives on."""
     import torch
 
     for t in G.parameters():
@@ -197,32 +199,16 @@ def _as_loaded(photo) -> LoadedImage:
 
 
 def _load_landmark_points(landmarks) -> Optional[np.ndarray]:
-    """A 68x2 array from an array or a .npy/.txt/.csv file (never unpickled)."""
+    """68x2 points from a FaceLandmarks, an array, or a .npy/.json/.txt/.csv file (never unpickled)."""
     if landmarks is None:
         return None
     if hasattr(landmarks, "points"):
         return np.asarray(landmarks.points, dtype=np.float64)
     if isinstance(landmarks, (str, os.PathLike)):
-        p = Path(landmarks)
-        if not p.is_file():
-            raise InputImageError(p, "landmarks file not found")
-        try:
-            if p.suffix.lower() == ".npy":
-                pts = np.load(p, allow_pickle=False)
-            else:
-                pts = np.loadtxt(p, delimiter="," if p.suffix.lower() == ".csv" else None)
-        except (ValueError, OSError, EOFError) as exc:
-            raise InputImageError(p, f"cannot read landmarks ({exc}); expected a 68x2 .npy, .txt or .csv") from None
-        pts = np.asarray(pts, dtype=np.float64)
-        if pts.shape != (68, 2):
-            raise InputImageError(p, f"landmarks must be 68x2 (iBUG order, x y in photo pixels), got {pts.shape}")
-        if not np.all(np.isfinite(pts)):
-            raise InputImageError(p, "landmarks contain NaN or infinity")
-        return pts
-    pts = np.asarray(landmarks, dtype=np.float64)
-    if pts.shape != (68, 2):
-        raise InputImageError(None, f"landmarks must be 68x2, got {pts.shape}")
-    return pts
+        from .landmarks import load_landmarks_file
+
+        return np.asarray(load_landmarks_file(landmarks), dtype=np.float64)
+    return np.asarray(landmarks, dtype=np.float64)  # validated by find_landmarks
 
 
 def work_size_for(qsize: float, resolution: int, max_size: int = MAX_WORK_SIZE) -> int:
@@ -338,7 +324,8 @@ def _prepare_aligned_input(original: LoadedImage, resolution: int, mask, pts, bo
 
 def _check_mask(hidden: np.ndarray, where, size: int) -> None:
     if hidden.shape != (size, size):
-        raise InputImageError(where, f"mask is {hidden.shape[1]}x{hidden.shape[0]} in aligned space, expected {size}x{size}")
+        raise InputImageError(where, f"mask is {hidden.shape[1]}x{hidden.shape[0]} in aligned space, "
+                                     f"expected {size}x{size}")
     if not hidden.any():
         raise InputImageError(where, "the mask region is empty in the aligned face: nothing to unmask")
     if hidden.all():
@@ -431,7 +418,7 @@ def project_faces(G, faces: Sequence[PreparedFace], config, device=None, callbac
 
     if not faces:
         return [], []
-    dev = _module_device(G) if device is None else resolve_device(device)
+    dev = network_device(G) if device is None else resolve_device(device)
     target = torch.stack([_to_tensor(f.target) for f in faces])
     hidden = torch.stack([torch.from_numpy(f.hidden)[None] for f in faces])
     preview_every = int(preview_every if preview_every is not None else config.preview_every)
@@ -513,7 +500,7 @@ def unmask(photo, *, network: PathLike = DEFAULT_NETWORK, steps: int = 1000, lam
     t0 = time.perf_counter()
     if G is None:
         G = get_network(network, device)
-    dev = _module_device(G) if device is None else resolve_device(device)
+    dev = network_device(G) if device is None else resolve_device(device)
     t_network = time.perf_counter() - t0
     config = projection_config(steps=steps, lambda_perceptual=lambda_perceptual, init=init, seed=seed,
                                optimize_noise=optimize_noise, noise_mode=noise_mode, preview_every=preview_every,

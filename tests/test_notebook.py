@@ -14,7 +14,7 @@ pytest.importorskip("matplotlib")
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOK = REPO / "notebooks" / "explore.ipynb"
-PHOTO = "masked_real/cdeb7_0_0_0_copy_53.jpg"  # a dev photo of a person wearing a mask
+PHOTO = "masked_real/cdeb7_with_mask087.jpg"  # a dev photo of a person wearing a mask
 
 
 @pytest.mark.slow
@@ -35,7 +35,8 @@ def test_explore_notebook_executes(ada_pkl, dev_data_dir, tmp_path, monkeypatch)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH")) if p))
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(nb, timeout=300, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError on the first failing cell
 
     code = [c for c in nb.cells if c.cell_type == "code"]

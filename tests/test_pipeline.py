@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 
 import numpy as np
 import pytest
@@ -20,7 +19,7 @@ torch = pytest.importorskip("torch")
 from stylegan_unmask.cli import cli, main  # noqa: E402
 
 # A real photo of a person wearing a mask (dev set), small enough to keep the test fast.
-PHOTO = "masked_real/cdeb7_0_0_0_copy_53.jpg"
+PHOTO = "masked_real/cdeb7_with_mask087.jpg"
 STEPS = 50
 
 
@@ -153,6 +152,18 @@ def test_aligned_input_with_a_user_mask(run, G, tmp_path):
 
     with pytest.raises(UnmaskError, match="small.png"):
         unmask(tmp_path / "face.png", G=G, aligned=True, mask=tmp_path / "small.png", steps=1, progress=False)
+
+
+def test_user_mask_drawn_on_the_photo(run, photo, G, tmp_path):
+    """A --mask for a normal photo is in photo pixels; it is warped into the aligned square."""
+    from stylegan_unmask.pipeline import unmask
+
+    result, _, _ = run
+    drawn, _ = result.aligned.transform.warp_to_source(result.mask_aligned)
+    Image.fromarray(drawn.astype(np.uint8) * 255).save(tmp_path / "drawn.png")
+    res = unmask(photo, G=G, mask=tmp_path / "drawn.png", steps=2, progress=False)
+    a, b = res.mask_aligned, result.mask_aligned
+    assert (a & b).sum() / (a | b).sum() > 0.95  # the same region, up to resampling at its edge
 
 
 def test_same_seed_same_result(photo, G):

@@ -52,10 +52,11 @@ def projection_options(f):
         click.option("--device", default="auto", show_default=True, help="'auto', 'cpu', 'cuda' or 'cuda:N'."),
         click.option("--aligned", is_flag=True,
                      help="Input is already an FFHQ-aligned face: no detection or alignment."),
-        click.option("--backend", default="auto", show_default=True,
-                     help="Landmark backend (see `stylegan-unmask align --help`)."),
-        click.option("--margin", type=float, default=None,
-                     help="Grow the landmark mask region by this much (see `stylegan-unmask mask --help`)."),
+        click.option("--backend", type=click.Choice(["auto", "dlib", "face-alignment"]), default="auto",
+                     show_default=True, help="68-point landmark model."),
+        click.option("--margin", type=click.FloatRange(min=0), default=None,
+                     help="How far the mask region reaches beyond the jaw line, in inter-ocular distances "
+                          "[default: 0.3]."),
         click.option("--optimize-noise", is_flag=True,
                      help="Also optimise the per-layer noise maps (sharper, but latent-only re-rendering differs)."),
         click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const",
@@ -75,7 +76,7 @@ def projection_options(f):
 @click.option("--mask", "mask_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Your own mask PNG (255 = hidden), the photo's size (with --aligned: the aligned face's size).")
 @click.option("--landmarks", "landmarks_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="68x2 landmarks (.npy/.txt/.csv, photo pixels) instead of detecting them.")
+              help="68x2 landmarks (.npy/.json/.txt, photo pixels) instead of detecting them.")
 @click.option("--box", callback=_parse_box, default=None, metavar="x0,y0,x1,y1",
               help="Face box in photo pixels instead of detecting one.")
 @click.option("--face-index", type=click.IntRange(min=0), default=None,
