@@ -33,7 +33,8 @@ from pathlib import Path
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .errors import UnmaskError
-from .report import IndexEntry, atomic_write_text, render_index_html, thumbnail
+from .atomic import atomic_write_text
+from .report import IndexEntry, render_index_html, thumbnail
 
 PathLike = Union[str, "os.PathLike[str]"]
 

@@ -34,6 +34,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Union
 import numpy as np
 import scipy.ndimage as ndi
 
+from .atomic import atomic_file
 from .errors import InputImageError, NoFaceError, UnmaskError
 from .images import load_image
 from .mask import DEFAULT_MARGIN, mask_from_landmarks
@@ -314,7 +315,7 @@ def format_report(report: EvalReport) -> str:
                          f"{f(s.overreach_p90)}")
         excluded = [r for r in report.items if r.excluded]
         if excluded:
-            lines.append(f"excluded from coverage/overreach (other masks pasted outside the GT): "
+            lines.append("excluded from coverage/overreach (other masks pasted outside the GT): "
                          + ", ".join(f"{r.source}/{r.id}" for r in excluded))
     else:
         lines.append(f"{'source':<12}{'n':>5}{'detected':>10}{'rate':>9}")
@@ -331,7 +332,6 @@ def format_report(report: EvalReport) -> str:
 
 def write_csv(report: EvalReport, path: PathLike, protect: Sequence[PathLike] = ()) -> Path:
     """Per-item rows, written atomically; refuses to overwrite the inputs."""
-    import tempfile
 
     from .images import ensure_not_input
 
@@ -339,16 +339,9 @@ def write_csv(report: EvalReport, path: PathLike, protect: Sequence[PathLike] = 
     ensure_not_input(out, [r.path for r in report.items] + list(protect))
     out.parent.mkdir(parents=True, exist_ok=True)
     names = list(asdict(report.items[0]).keys()) if report.items else list(ItemResult.__dataclass_fields__)
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=out.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=names)
-            w.writeheader()
-            for r in report.items:
-                w.writerow(asdict(r))
-        os.replace(tmp, out)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_file(out) as tmp, open(tmp, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=names)
+        w.writeheader()
+        for r in report.items:
+            w.writerow(asdict(r))
     return out

@@ -6,7 +6,6 @@ functions the commands do.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
 import cv2

@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import struct
-import tempfile
 import threading
 import warnings
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from typing import Iterable, Iterator, Optional, Tuple, Union
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .atomic import atomic_file
 from .errors import InputImageError, UnmaskError
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -548,19 +548,10 @@ def save_image(
 
 
 def _atomic_save(out: Path, im: Image.Image, fmt: str, params: dict) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=str(out.parent))
-    tmp = Path(tmp_name)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with atomic_file(out) as tmp, open(tmp, "wb") as f:
             im.save(f, format=fmt, **params)
-            f.flush()
-            os.fsync(f.fileno())
-        mode = (out.stat().st_mode & 0o7777) if out.exists() else (0o666 & ~_UMASK)
-        os.chmod(tmp, mode)
-        os.replace(tmp, out)
     except BaseException as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         if isinstance(exc, OSError):
             raise UnmaskError(f"{out}: cannot write image ({exc.strerror or exc})") from None
         raise

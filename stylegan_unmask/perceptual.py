@@ -22,7 +22,6 @@ import importlib.util
 import io
 import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Sequence, Tuple, Union
@@ -32,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .atomic import atomic_write_bytes
 from .errors import UnsafePickleError, WeightsMissingError
 
 __all__ = [
@@ -259,16 +259,7 @@ def _save_cache(path: Path, state: Dict[str, torch.Tensor], source: Path) -> Non
         path.parent.mkdir(parents=True, exist_ok=True)
         buffer = io.BytesIO()
         torch.save({"format": _CACHE_FORMAT, "source": str(source), "state": state}, buffer)
-        fd, tmp = tempfile.mkstemp(prefix=".vgg16_features.", suffix=".tmp", dir=str(path.parent))
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(buffer.getvalue())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_bytes(path, buffer.getvalue())
     except OSError as e:
         warnings.warn(f"could not cache the converted VGG16 weights at {path} ({e}); "
                       f"they will be converted again next time", stacklevel=3)

@@ -27,7 +27,6 @@ import io
 import json
 import math
 import os
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -39,7 +38,8 @@ from PIL import Image
 
 from .errors import InputImageError, UnmaskError
 from .images import LoadedImage, as_rgb_uint8, ensure_not_input, load_image, save_image
-from .report import atomic_write_bytes, comparison_grid, file_mode, mask_overlay
+from .atomic import atomic_file, atomic_write_bytes
+from .report import comparison_grid, mask_overlay
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -624,26 +624,15 @@ def write_video(frames: Sequence[np.ndarray], path: PathLike, fps: int = VIDEO_F
     if not use_mp4:
         path = path.with_suffix(".gif")
     ensure_not_input(path, list(protect))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_file(path, suffix=path.suffix) as tmp:
         if use_mp4:
             import imageio.v2 as imageio
 
-            with imageio.get_writer(tmp, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=8,
+            with imageio.get_writer(str(tmp), format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=8,
                                     pixelformat="yuv420p", macro_block_size=16, ffmpeg_log_level="error") as w:
                 for f in frames:
                     w.append_data(np.ascontiguousarray(f))
         else:
             pil = [Image.fromarray(f) for f in frames]
             pil[0].save(tmp, format="GIF", save_all=True, append_images=pil[1:], duration=int(1000 / fps), loop=0)
-        os.chmod(tmp, file_mode(path))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
     return path

@@ -7,8 +7,6 @@ Everything here is plain PIL/numpy and string formatting: no torch.
 from __future__ import annotations
 
 import html
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping, Optional, Sequence, Tuple, Union
@@ -17,55 +15,12 @@ from urllib.parse import quote
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+
 PathLike = Union[str, Path]
 
-_UMASK = os.umask(0)  # read once (setting it is the only way to read it)
-os.umask(_UMASK)
 
 #: Colour of the "hidden by the face mask" overlay (a magenta-red that is rare in faces).
 MASK_COLOUR = (255, 0, 96)
-
-
-# --------------------------------------------------------------------------- files
-def atomic_write_bytes(path: PathLike, data: bytes) -> Path:
-    """Write ``data`` to ``path`` through a temp file + ``os.replace``.
-
-    A run killed mid-write leaves either the old file or the new one, never
-    half of one (the batch runner relies on this for resuming).
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, file_mode(path))
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
-
-
-def file_mode(path: PathLike) -> int:
-    """Permissions for a file about to be (re)written: the old file's, else the umask's default.
-
-    ``mkstemp`` creates 0600 files; results should be as readable as any other file the user writes.
-    """
-    p = Path(path)
-    if p.exists():
-        return p.stat().st_mode & 0o7777
-    return 0o666 & ~_UMASK
-
-
-def atomic_write_text(path: PathLike, text: str) -> Path:
-    """UTF-8 text version of :func:`atomic_write_bytes`."""
-    return atomic_write_bytes(path, text.encode("utf-8"))
 
 
 # --------------------------------------------------------------------------- panels

@@ -9,7 +9,7 @@ from PIL import Image
 
 from stylegan_unmask.errors import InputImageError
 from stylegan_unmask.eval_masks import coverage_overreach, evaluate_folder, gt_body
-from stylegan_unmask.mask import DEFAULT_MARGIN, inter_ocular_distance, load_user_mask, mask_from_landmarks
+from stylegan_unmask.mask import inter_ocular_distance, load_user_mask, mask_from_landmarks
 
 # A frontal face, 68 iBUG points, in a 256x256 image (FFHQ-like layout, integer pixels).
 FACE = np.array([

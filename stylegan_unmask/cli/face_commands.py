@@ -45,7 +45,6 @@ def _load_and_locate(photo, landmarks_file, box, face_index, backend):
               help="Write the photo with landmarks, FFHQ quad and mask outline drawn on it.")
 def align_command(photo, output, size, landmarks_file, box, face_index, backend, save_landmarks, debug_path):
     """Crop PHOTO to an FFHQ-aligned face, exactly like the FFHQ dataset."""
-    import numpy as np
 
     from ..align import align_face
     from ..face import debug_overlay
@@ -72,21 +71,12 @@ def align_command(photo, output, size, landmarks_file, box, face_index, backend,
 
 
 def _atomic_npy(path: Path, array) -> None:
-    import os
-    import tempfile
-
     import numpy as np
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            np.save(fh, np.asarray(array, dtype=np.float64))
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    from ..atomic import atomic_file
+
+    with atomic_file(path) as tmp, open(tmp, "wb") as fh:
+        np.save(fh, np.asarray(array, dtype=np.float64))
 
 
 @click.command("mask")
