@@ -339,10 +339,9 @@ def projection_config(steps: int = 1000, lambda_perceptual: float = 0.8, init: s
                       optimize_noise: bool = False, noise_mode: str = "const", device=None, **extra):
     """A :class:`~stylegan_unmask.projector.ProjectionConfig` from the user-facing options.
 
-    Off CUDA the generator runs in float32 (``force_fp32``): CPUs have no fast
-    float16 convolutions, and the network's fp16 blocks made a 64-px projection
-    step ~4.5x slower on CPU. On CUDA the checkpoint's mixed precision is kept,
-    as in NVIDIA's projector.
+    Off CUDA the generator runs in float32 (``force_fp32``, recorded in
+    ``projected_w.npz``): CPUs have no fast float16 convolutions. On CUDA the
+    checkpoint's mixed precision is kept, as in NVIDIA's projector.
     """
     from .projector import ProjectionConfig
 
