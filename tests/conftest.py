@@ -58,3 +58,14 @@ def golden64(fixtures_dir):
     import numpy as np
 
     return dict(np.load(_require(fixtures_dir / "golden-64.npz")))
+
+
+@pytest.fixture
+def two_torch_threads():
+    """CI machines have 2 cores: more intra-op threads only add spin-waiting."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)

@@ -35,12 +35,7 @@ BROKEN = ["broken_truncated.jpg", "notes_not_an_image.jpg"]
 STEPS = 3
 
 
-@pytest.fixture(autouse=True)
-def _few_threads():
-    n = torch.get_num_threads()
-    torch.set_num_threads(2)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("two_torch_threads")
 
 
 @pytest.fixture(scope="module")
