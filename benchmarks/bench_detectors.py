@@ -10,8 +10,11 @@ Data: ``masked_real/*.jpg`` (real photos of masked people, no ground truth) and
 ``paired/*/*/masked.jpg`` (synthetic masks pasted on photos, each with its clean
 twin) of the dev set (``../shared/data/dev``, see its SOURCES.md).
 
-Prints a Markdown table: share of photos where the detector finds at least one
-face, and mean wall seconds per photo (model loading excluded). For detectors
+Prints a Markdown table: share of photos where the detector finds the face
+(a returned box overlaps the reference box: IoU >= 0.3 or its centre inside
+it; reference = the YuNet box in ``masked_real/index.csv``, and for a paired
+photo the box of the 68 dlib-HOG landmarks of its clean twin), share where it
+returns any box at all, and mean wall seconds per photo (model loading excluded). For detectors
 whose boxes feed the landmark stage (``auto``) it also runs
 :func:`stylegan_unmask.landmarks.find_landmarks` on the masked photo and
 compares the 68 points with dlib-HOG landmarks of the clean twin, in units of
@@ -49,7 +52,8 @@ LANDMARK_DETECTORS = ("auto",)
 
 @dataclass
 class SetResult:
-    found: int = 0
+    found: int = 0      # a box overlaps the reference face
+    any_box: int = 0    # at least one box returned
     total: int = 0
     seconds: List[float] = field(default_factory=list)
     landmarks_ok: int = 0
@@ -77,9 +81,10 @@ def _haar_detector() -> Callable:
     def detect(image):
         from stylegan_unmask.detect import _downscaled
 
-        small, _ = _downscaled(image)
+        small, scale = _downscaled(image)
         grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
-        return list(cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=3, minSize=(30, 30)))
+        found = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=3, minSize=(30, 30))
+        return [tuple(v / scale for v in (x, y, x + w, y + h)) for x, y, w, h in found]  # source-pixel boxes
 
     return detect
 
@@ -97,6 +102,28 @@ def _detector(name: str) -> Callable:
     if name == "haar":
         return _haar_detector()
     raise SystemExit(f"unknown detector {name!r}; choose from {', '.join(ALL_DETECTORS)}")
+
+
+def _overlaps(box, ref) -> bool:
+    """The benchmark's match rule: IoU >= 0.3, or the box centre inside the reference box."""
+    from stylegan_unmask.detect import box_iou
+
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return box_iou(box, ref) >= 0.3 or (ref[0] <= cx <= ref[2] and ref[1] <= cy <= ref[3])
+
+
+def _index_boxes(real_dir: Path) -> Dict[str, tuple]:
+    """masked_real/index.csv: file name -> reference (YuNet) face box x0, y0, x1, y1."""
+    import csv
+
+    boxes = {}
+    index = real_dir / "index.csv"
+    if index.is_file():
+        with open(index, newline="", encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                x, y, w, h = (float(v) for v in row["face_box_xywh"].split(","))
+                boxes[row["file"]] = (x, y, x + w, y + h)
+    return boxes
 
 
 def _reference_landmarks(clean_path: Path, cache: Dict[Path, Optional["object"]]):
@@ -122,8 +149,15 @@ def _landmark_errors(points, reference) -> Dict[str, float]:
     return {k: float(dist[list(idx)].mean()) for k, idx in REGIONS.items()}
 
 
+def _reference_box(path: Path, clean_of: Dict[Path, Path], real_boxes: Dict[str, tuple], ref_cache: Dict):
+    if path in clean_of:
+        ref = _reference_landmarks(clean_of[path], ref_cache)
+        return None if ref is None else (*ref.min(axis=0), *ref.max(axis=0))
+    return real_boxes.get(path.name)
+
+
 def run_detector(name: str, sets: Dict[str, List[Path]], clean_of: Dict[Path, Path],
-                 ref_cache: Dict, with_landmarks: bool) -> Dict[str, SetResult]:
+                 ref_cache: Dict, with_landmarks: bool, real_boxes: Dict[str, tuple]) -> Dict[str, SetResult]:
     from tqdm import tqdm
 
     from stylegan_unmask.errors import NoFaceError
@@ -143,7 +177,10 @@ def run_detector(name: str, sets: Dict[str, List[Path]], clean_of: Dict[Path, Pa
             faces = detect(image)
             res.seconds.append(time.perf_counter() - t0)
             res.total += 1
-            res.found += bool(len(faces))
+            res.any_box += bool(len(faces))
+            ref_box = _reference_box(path, clean_of, real_boxes, ref_cache)
+            boxes = [tuple(f.box) if hasattr(f, "box") else tuple(f) for f in faces]
+            res.found += any(_overlaps(b, ref_box) for b in boxes) if ref_box is not None else bool(boxes)
             if not with_landmarks:
                 continue
             res.landmarks_tried += 1
@@ -151,6 +188,8 @@ def run_detector(name: str, sets: Dict[str, List[Path]], clean_of: Dict[Path, Pa
                 lm = find_landmarks(image, backend="auto", detector=name, path=path)
             except NoFaceError:
                 continue
+            if ref_box is not None and not _overlaps(lm.box, ref_box):
+                continue  # landmarks of another face (or of no face) do not count
             res.landmarks_ok += 1
             clean = clean_of.get(path)
             if clean is None:
@@ -176,15 +215,16 @@ def _err(values: List[float]) -> str:
 
 
 def print_table(all_results: Dict[str, Dict[str, SetResult]]) -> None:
-    print("\n| detector | masked_real found | paired masked found | s / image (real, paired) |"
+    print("\n| detector | masked_real found | paired masked found | any box (real, paired) | s / image (real, paired) |"
           " landmarks found (real, paired) |")
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|")
     for name, res in all_results.items():
         real, paired = res.get("masked_real", SetResult()), res.get("paired", SetResult())
         secs = ", ".join(f"{sum(r.seconds) / len(r.seconds):.3f}" if r.seconds else "-" for r in (real, paired))
         lms = ", ".join(_pct(r.landmarks_ok, r.landmarks_tried) for r in (real, paired)) \
             if real.landmarks_tried or paired.landmarks_tried else "-"
-        print(f"| {name} | {_pct(real.found, real.total)} | {_pct(paired.found, paired.total)} | {secs} | {lms} |")
+        anyb = f"{real.any_box}, {paired.any_box}"
+        print(f"| {name} | {_pct(real.found, real.total)} | {_pct(paired.found, paired.total)} | {anyb} | {secs} | {lms} |")
     with_lm = {n: r["paired"] for n, r in all_results.items() if r.get("paired") and r["paired"].landmarks_tried}
     if with_lm:
         print("\nLandmark error on paired masked photos vs dlib-HOG landmarks of the clean twin, "
@@ -223,6 +263,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
         if twins:
             clean_of[m] = twins[0]
 
+    real_boxes = _index_boxes(args.data / "masked_real")
     from stylegan_unmask.landmarks import resolve_backend
 
     print(f"data: {args.data}  threads: {args.threads}  landmark backend (auto): {resolve_backend('auto')}")
@@ -235,7 +276,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             limit = args.cnn_limit if limit is None else min(limit, args.cnn_limit)
         sets = {"masked_real": _subset(real, limit), "paired": _subset(paired, limit)}
         t0 = time.perf_counter()
-        all_results[name] = run_detector(name, sets, clean_of, ref_cache, name in LANDMARK_DETECTORS)
+        all_results[name] = run_detector(name, sets, clean_of, ref_cache, name in LANDMARK_DETECTORS, real_boxes)
         print(f"{name}: {time.perf_counter() - t0:.1f} s "
               f"({len(sets['masked_real'])} masked_real + {len(sets['paired'])} paired photos)", flush=True)
     print_table(all_results)

@@ -54,6 +54,15 @@ class FaceDetection:
         return max(self.width, 0.0) * max(self.height, 0.0)
 
 
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two (x0, y0, x1, y1) boxes."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
 # --------------------------------------------------------------------------- model files
 def _package_file(package: str, *parts: str) -> Optional[str]:
     """Path of a data file inside an installed package, without importing it."""
