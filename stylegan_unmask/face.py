@@ -1,4 +1,4 @@
-"""The face front end the ``align`` / ``mask`` commands share: landmarks for a photo, and a debug overlay.
+"""The face front end the ``align`` / ``mask`` commands share: landmarks for a photo, alignment, a debug overlay.
 
 Kept apart from the click layer so the notebook and tests can call the same
 functions the commands do.
@@ -72,3 +72,19 @@ def debug_overlay(pixels: np.ndarray, points: np.ndarray, quad: Optional[np.ndar
     for x, y in np.round(np.asarray(points) * 16).astype(np.int32):
         cv2.circle(out, (int(x), int(y)), 2 * thick * 16, (255, 230, 0), -1, cv2.LINE_AA, shift=4)
     return out
+
+
+def align_photo(photo: PathLike, size: int = 1024, *, landmarks_file: Optional[PathLike] = None,
+                box: Optional[Sequence[float]] = None, face_index: Optional[int] = None, backend: str = "auto"):
+    """Load ``photo``, find its landmarks and FFHQ-align it: ``(LoadedImage, points68, AlignedFace)``.
+
+    What ``stylegan-unmask align`` runs; landmarks are in the upright photo's
+    pixels (EXIF orientation applied).
+    """
+    from .align import align_face
+    from .images import load_image
+
+    loaded = load_image(photo)
+    points = photo_landmarks(loaded.pixels, path=photo, landmarks_file=landmarks_file, box=box,
+                             face_index=face_index, backend=backend)
+    return loaded, points, align_face(loaded.pixels, points, output_size=int(size))

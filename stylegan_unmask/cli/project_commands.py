@@ -56,7 +56,7 @@ def projection_options(f):
                      show_default=True, help="68-point landmark model."),
         click.option("--margin", type=click.FloatRange(min=0), default=None,
                      help="How far the mask region reaches beyond the jaw line, in inter-ocular distances "
-                          "[default: 0.3]."),
+                          "[default: 0.25]."),
         click.option("--optimize-noise", is_flag=True,
                      help="Also optimise the per-layer noise maps (sharper, but latent-only re-rendering differs)."),
         click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const",
