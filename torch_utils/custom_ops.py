@@ -55,6 +55,7 @@ __all__ = [
     "extensions_dir",
     "forced_reference",
     "get_plugin",
+    "require_plugin",
     "load_or_build",
     "module_name",
     "plugin_state",
@@ -462,3 +463,11 @@ def reset_plugin_state(name: Optional[str] = None) -> None:
             _records.clear()
         else:
             _records.pop(name, None)
+
+
+def require_plugin(spec: PluginSpec) -> types.ModuleType:
+    """The loaded plugin, for autograd backward passes that only run after a plugin forward."""
+    module = get_plugin(spec)
+    if module is None:  # only possible if the state was reset between forward and backward
+        raise RuntimeError(f"{spec.name}: the CUDA plugin disappeared between forward and backward")
+    return module

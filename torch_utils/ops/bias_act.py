@@ -185,10 +185,7 @@ def _reduce_to_bias(g: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _kernel():
-    module = custom_ops.get_plugin(_PLUGIN)
-    if module is None:  # only possible if the state was reset between forward and backward
-        raise RuntimeError("bias_act: the CUDA plugin disappeared between forward and backward")
-    return module
+    return custom_ops.require_plugin(_PLUGIN)
 
 
 class _BiasActCuda(torch.autograd.Function):

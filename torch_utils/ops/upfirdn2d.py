@@ -301,10 +301,7 @@ def _upfirdn2d_cuda(x: torch.Tensor, f: torch.Tensor, up: tuple[int, int], down:
 
 
 def _kernel():
-    module = custom_ops.get_plugin(_PLUGIN)
-    if module is None:  # only possible if the state was reset between forward and backward
-        raise RuntimeError("upfirdn2d: the CUDA plugin disappeared between forward and backward")
-    return module
+    return custom_ops.require_plugin(_PLUGIN)
 
 
 class _UpFirDn2dCuda(torch.autograd.Function):
