@@ -29,7 +29,7 @@ setup(
     license="MIT",
     python_requires=">=3.9",
     packages=find_packages(include=["stylegan_unmask", "stylegan_unmask.*", "torch_utils", "torch_utils.*", "custom_ops"]),
-    package_data={"custom_ops": ["*.cpp", "*.cu", "*.h"]},
+    package_data={"custom_ops": ["*.cpp", "*.cu", "*.h"], "stylegan_unmask": ["models/*.pt", "models/*.md"]},
     install_requires=[
         # torch is pinned by the README's install command (a CPU wheel is preinstalled
         # on some machines); any 2.x with torch.utils.cpp_extension works.

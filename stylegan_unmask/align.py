@@ -218,13 +218,18 @@ class AlignedFace:
 # ----------------------------------------------------------------------------- the recipe
 
 
-def ffhq_square(landmarks68) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def ffhq_square(landmarks68, crop_scale: float = 1.0) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Centre ``c0`` and half-side vectors ``x``, ``y`` of the FFHQ crop square.
 
     The square is oriented by the eye line and the eye-to-mouth line together,
     sized by the larger of 2x the eye distance and 1.8x the eye-to-mouth
     distance, and centred a tenth of the way from the eyes to the mouth.
+    ``crop_scale`` multiplies the side (1.0 = FFHQ exactly; < 1 zooms in, as
+    for networks trained on tighter crops such as UTKFace's).
     """
+    crop_scale = float(crop_scale)
+    if not 0.1 <= crop_scale <= 4.0:
+        raise ValueError(f"crop_scale must be in 0.1..4.0, got {crop_scale}")
     lm = _check_landmarks(landmarks68)
     eye_left = np.mean(lm[36:42], axis=0)
     eye_right = np.mean(lm[42:48], axis=0)
@@ -240,6 +245,8 @@ def ffhq_square(landmarks68) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
         raise ValueError("landmarks are degenerate: the eyes and mouth do not span a face")
     x /= norm
     x *= max(np.hypot(*eye_to_eye) * 2.0, np.hypot(*eye_to_mouth) * 1.8)
+    if crop_scale != 1.0:
+        x *= crop_scale
     y = np.array([-x[1], x[0]])  # the horizontal axis turned by +90 degrees (downwards in the image)
     c0 = eye_avg + eye_to_mouth * 0.1
     return c0, x, y
@@ -251,6 +258,7 @@ def align_face(
     output_size: int = 1024,
     transform_size: Optional[int] = None,
     enable_padding: bool = True,
+    crop_scale: float = 1.0,
 ) -> AlignedFace:
     """Crop and rotate a face exactly like the FFHQ dataset.
 
@@ -266,6 +274,8 @@ def align_face(
     ``4 * output_size`` (the official 4:1 ratio) to trade that for speed.
     ``enable_padding`` reflects + blurs the photo where the square leaves it
     (the recipe's default), instead of leaving those areas black.
+    ``crop_scale`` zooms the square (see :func:`ffhq_square`); a network
+    records the value it was trained with and the pipeline passes it here.
     """
     if isinstance(image, LoadedImage):
         image = image.pixels
@@ -280,7 +290,7 @@ def align_face(
         raise ValueError(f"transform_size must be in output_size..{MAX_TRANSFORM_SIZE}, got {transform_size}")
 
     lm = _check_landmarks(landmarks68)
-    c0, x, y = ffhq_square(lm)
+    c0, x, y = ffhq_square(lm, crop_scale)
     quad = np.stack([c0 - x - y, c0 - x + y, c0 + x + y, c0 + x - y])
     qsize = np.hypot(*x) * 2
     src_h, src_w = rgb.shape[:2]

@@ -428,7 +428,8 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
                 continue
             t0 = time.perf_counter()
             try:
-                face = prepare_face(item.source, G.img_resolution, aligned=aligned, backend=backend, margin=margin)
+                face = prepare_face(item.source, G.img_resolution, aligned=aligned, backend=backend, margin=margin,
+                                    crop_scale=network_crop_scale(G))
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad photo never stops the batch

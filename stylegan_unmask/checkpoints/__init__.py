@@ -19,7 +19,7 @@ from typing import Optional, Tuple, Union
 from ..errors import CheckpointError
 from .download import fetch, repo_checkpoints_dir, url_filename
 from .registry import DEFAULT_NETWORK, REGISTRY, CheckpointEntry, find_entry_by_url, get_entry
-from .spec import FORMAT_NVIDIA_PICKLE, FORMAT_ROSINALITY, NetworkSpec
+from .spec import FORMAT_NVIDIA_PICKLE, FORMAT_OURS, FORMAT_ROSINALITY, NetworkSpec
 
 __all__ = [
     "DEFAULT_NETWORK",
@@ -85,6 +85,10 @@ def read_checkpoint(path: Union[str, Path], key: str = "G_ema", source: str = ""
     from .rosinality import is_rosinality_state, load_torch_file, read_rosinality
 
     obj = load_torch_file(path, source)
+    from ..training.snapshot import is_record
+
+    if is_record(obj):
+        return _read_own_network(obj, key, source)
     if isinstance(obj, dict) and (
         is_rosinality_state(obj)
         or any(isinstance(v, dict) and is_rosinality_state({k.replace("module.", "", 1): t for k, t in v.items()})
@@ -96,6 +100,23 @@ def read_checkpoint(path: Union[str, Path], key: str = "G_ema", source: str = ""
         f"{source}: a PyTorch file, but not a rosinality StyleGAN2 checkpoint (found {found}; expected "
         f"'g_ema' with keys like 'style.1.weight'). NVIDIA networks must be given as their .pkl files"
     )
+
+
+def _read_own_network(obj: dict, key: str, source: str) -> NetworkSpec:
+    """A network file written by ``stylegan-unmask train`` (tensors and plain values only)."""
+    import torch
+
+    if key not in obj:
+        have = [k for k in ("G_ema", "G") if k in obj]
+        raise CheckpointError(f"{source}: has no {key!r} network (it holds {', '.join(have) or 'none'})")
+    kwargs = obj.get("init_kwargs")
+    if not isinstance(kwargs, dict):
+        raise CheckpointError(f"{source}: the network file lacks its init_kwargs")
+    state = {k: (v.float() if v.is_floating_point() else v) for k, v in obj[key].items()
+             if isinstance(v, torch.Tensor)}
+    return NetworkSpec(init_kwargs=dict(kwargs), state_dict=state, format=FORMAT_OURS, source=source, key=key,
+                       raw_init_kwargs=dict(kwargs), crop_scale=float(obj.get("crop_scale", 1.0)),
+                       training=dict(obj.get("training") or {}))
 
 
 def resolve_checkpoint(spec: Union[str, Path], cache_dir: Optional[Union[str, Path]] = None,
@@ -129,6 +150,14 @@ def resolve_checkpoint(spec: Union[str, Path], cache_dir: Optional[Union[str, Pa
 
 
 def _fetch_entry(entry: CheckpointEntry, cache_dir, progress: bool, search) -> Path:
+    if entry.bundled:
+        from .registry import bundled_path
+
+        path = bundled_path(entry)
+        if not path.is_file():
+            raise CheckpointError(f"{entry.name}: the shipped network file {path} is missing from this installation; "
+                                  f"reinstall stylegan-unmask (pip install -e . from a full checkout)")
+        return path
     return fetch(
         entry.url,
         entry.filename,
@@ -171,7 +200,7 @@ def load_generator(spec: Union[str, Path, NetworkSpec] = DEFAULT_NETWORK, device
     """A ready generator (eval mode, no gradients) from a name, URL, file or :class:`NetworkSpec`.
 
     ``spec``: a registry name (``'ffhq-1024'``, the default), an http(s) URL, or
-    a local ``.pkl`` (NVIDIA) / ``.pt`` (rosinality) file. ``key`` picks
+    a local ``.pkl`` (NVIDIA) / ``.pt`` (rosinality, or our own network file) file. ``key`` picks
     ``'G_ema'`` (default) or ``'G'``. The result has ``G.source`` (where it came
     from) and ``G.checkpoint_notes`` (decisions the reader made, usually empty).
     """
@@ -183,4 +212,6 @@ def load_generator(spec: Union[str, Path, NetworkSpec] = DEFAULT_NETWORK, device
     G = build_generator(net, device)
     G.source = f"{origin} [{net.key}, {net.format}]"
     G.checkpoint_notes = list(net.notes)
+    G.crop_scale = float(net.crop_scale)
+    G.training_record = dict(net.training)
     return G

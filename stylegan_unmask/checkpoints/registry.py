@@ -47,6 +47,8 @@ class CheckpointEntry:
     approx_size_mb: Optional[int] = None
     licence: str = NVIDIA_LICENCE
     local_names: Tuple[str, ...] = field(default_factory=tuple)
+    #: Shipped inside the package (``stylegan_unmask/models/<filename>``): no download, works offline.
+    bundled: bool = False
 
     @property
     def verified(self) -> bool:
@@ -57,9 +59,25 @@ class CheckpointEntry:
         return (self.filename,) + tuple(n for n in self.local_names if n != self.filename)
 
 
+UTKFACE_LICENCE = (
+    "weights: MIT like this code; trained on UTKFace, whose images are for non-commercial research use only "
+    "(copyright of the images belongs to their owners), so the model inherits that restriction"
+)
+
 REGISTRY: Dict[str, CheckpointEntry] = {
     e.name: e
     for e in [
+        CheckpointEntry(
+            name="faces-64",
+            url="",
+            filename="faces-64.pt",
+            resolution=64,
+            description="our own 64x64 face StyleGAN2, trained on CPU with `stylegan-unmask train` on 22,605 "
+                        "UTKFace faces (crop scale 0.8); shipped in the package, no download",
+            url_source="this package (stylegan_unmask/models/)",
+            licence=UTKFACE_LICENCE,
+            bundled=True,
+        ),
         CheckpointEntry(
             name="ffhq-1024",
             url=_NGC_STYLEGAN2 + "stylegan2-ffhq-1024x1024.pkl",
@@ -123,9 +141,17 @@ REGISTRY: Dict[str, CheckpointEntry] = {
     ]
 }
 
-DEFAULT_NETWORK = "ffhq-1024"
+#: The default works offline with zero downloads; NVIDIA's FFHQ networks are one option away.
+DEFAULT_NETWORK = "faces-64"
 
 _ALIASES = {"ffhq": "ffhq-1024", "ffhq1024": "ffhq-1024", "ffhq512": "ffhq-512", "ffhq256": "ffhq-256"}
+
+
+def bundled_path(entry: CheckpointEntry):
+    """Where a bundled network lives inside the installed package."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parent.parent / "models" / entry.filename
 
 
 def names() -> Tuple[str, ...]:
@@ -142,6 +168,6 @@ def get_entry(name: str) -> Optional[CheckpointEntry]:
 def find_entry_by_url(url: str) -> Optional[CheckpointEntry]:
     """The entry whose URL is ``url`` (so a pasted official URL reuses the named cache file)."""
     for entry in REGISTRY.values():
-        if entry.url == url:
+        if entry.url and entry.url == url:
             return entry
     return None

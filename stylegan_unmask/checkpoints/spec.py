@@ -14,6 +14,7 @@ import torch
 
 FORMAT_NVIDIA_PICKLE = "nvidia-pickle"
 FORMAT_ROSINALITY = "rosinality"
+FORMAT_OURS = "stylegan-unmask"
 
 
 @dataclass
@@ -34,6 +35,10 @@ class NetworkSpec:
     class_name: str = "Generator"
     raw_init_kwargs: Dict[str, Any] = field(default_factory=dict)
     notes: List[str] = field(default_factory=list)
+    #: Zoom of the FFHQ crop the training faces were aligned with (1.0 = FFHQ; official networks).
+    crop_scale: float = 1.0
+    #: What the training run recorded (our own networks only).
+    training: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def state(self) -> Dict[str, torch.Tensor]:

@@ -20,6 +20,9 @@ COMMANDS = {
     "project": "stylegan_unmask.cli.project_commands:project_command",
     "batch": "stylegan_unmask.cli.project_commands:batch_command",
     "generate": "stylegan_unmask.cli.generate_command:generate_command",
+    "dataset": "stylegan_unmask.cli.train_commands:dataset_command",
+    "train": "stylegan_unmask.cli.train_commands:train_command",
+    "metrics": "stylegan_unmask.cli.train_commands:metrics_command",
 }
 
 

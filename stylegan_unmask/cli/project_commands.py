@@ -40,7 +40,7 @@ def _parse_init(ctx, param, value: str) -> str:
 def projection_options(f):
     """Options shared by ``project`` and ``batch``."""
     options = [
-        click.option("--network", default="ffhq-1024", show_default=True, metavar="NAME|URL|PATH",
+        click.option("--network", default="faces-64", show_default=True, metavar="NAME|URL|PATH",
                      help="Generator: registry name, URL, NVIDIA .pkl or rosinality .pt."),
         click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True,
                      help="Optimisation steps (300 already gives a usable result)."),

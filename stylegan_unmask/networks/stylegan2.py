@@ -434,7 +434,8 @@ class MappingNetwork(nn.Module):
         if update_emas is None:
             update_emas = self.training and not skip_w_avg_update
         if update_emas and self.w_avg_beta is not None and hasattr(self, "w_avg"):
-            self.w_avg.copy_(x.detach().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
+            # Under autocast x may be bf16/fp16 while the buffer stays fp32: average in fp32.
+            self.w_avg.copy_(x.detach().float().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
 
         if self.num_ws is not None:
             x = x.unsqueeze(1).repeat([1, self.num_ws, 1])

@@ -1,0 +1,147 @@
+"""``dataset``, ``train`` and ``metrics``: making our own face StyleGAN2.
+
+Thin wrappers over :mod:`stylegan_unmask.training`; option names follow
+NVIDIA's dataset_tool.py / train.py / calc_metrics.py where they overlap
+(``--data``, ``--outdir``, ``--resume``, ``--network``, ``--batch``, ``--kimg``,
+``--glr``, ``--dlr``, ``--gamma``, ``--mirror``, ``--seed``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("dataset")
+@click.argument("src", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(path_type=Path))
+@click.option("--resolution", type=click.IntRange(16, 1024), required=True,
+              help="Output size in pixels (a power of two: the network's resolution).")
+@click.option("--crop-scale", type=click.FloatRange(0.3, 2.0), default=1.0, show_default=True,
+              help="Zoom of the FFHQ crop square (1.0 = FFHQ exactly; 0.8 suits UTKFace's tight crops). "
+                   "Recorded in dataset.json and in every network trained on it.")
+@click.option("--mirror", is_flag=True, help="Also write a horizontally mirrored copy of every face.")
+@click.option("--detector", type=click.Choice(["fast", "auto", "centerface", "dlib-hog"]), default="fast",
+              show_default=True, help="Face detector ('fast': dlib HOG, then CenterFace where it finds nothing).")
+@click.option("--min-face", type=click.IntRange(min=1), default=None,
+              help="Skip faces whose crop square is smaller than this many photo pixels  [default: resolution/2]")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N photos.")
+def dataset_command(src, out, resolution, crop_scale, mirror, detector, min_face, workers, limit):
+    """Align every face photo under SRC into a training set OUT (folder or .zip, NVIDIA's layout).
+
+    Photos without a face, unreadable files, duplicates and tiny faces are
+    skipped and listed in OUT/report.csv. Rerunning the command resumes.
+    """
+    from ..training.dataset_tool import DatasetOptions, prepare_dataset
+
+    if resolution & (resolution - 1):
+        raise click.BadParameter(f"{resolution} is not a power of two", param_hint="--resolution")
+    report = prepare_dataset(src, out, DatasetOptions(resolution=resolution, crop_scale=crop_scale, mirror=mirror,
+                                                      detector=detector, min_face=min_face),
+                             workers=workers, limit=limit)
+    click.echo(report.summary())
+    click.echo(f"skipped photos and reasons: {out.with_name(out.name + '.partial') if out.suffix == '.zip' else out}"
+               f"/report.csv")
+
+
+@click.command("train")
+@click.option("--data", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Training set made by `stylegan-unmask dataset` (folder or zip).")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where run folders (00000-name/) are created.")
+@click.option("--resume", default=None, metavar="latest|RUN|STATE",
+              help="Continue a run: 'latest' (newest run in --outdir), a run folder or its training-state.pt.")
+@click.option("--kimg", type=click.FloatRange(min=0.001), default=200.0, show_default=True,
+              help="Train until this many thousand real images have been shown.")
+@click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Total batch size.")
+@click.option("--glr", type=float, default=0.002, show_default=True, help="G learning rate.")
+@click.option("--dlr", type=float, default=0.001, show_default=True, help="D learning rate.")
+@click.option("--gamma", "r1_gamma", type=float, default=0.05, show_default=True, help="R1 weight.")
+@click.option("--cbase", "channel_base", type=int, default=4096, show_default=True, help="Generator capacity.")
+@click.option("--cmax", "channel_max", type=int, default=128, show_default=True, help="Max channels per layer.")
+@click.option("--map", "map_layers", type=click.IntRange(1, 8), default=2, show_default=True,
+              help="Mapping network depth.")
+@click.option("--z-dim", type=int, default=512, show_default=True, help="z and w dimension.")
+@click.option("--mixing", "style_mixing", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+              help="Style-mixing probability.")
+@click.option("--aug", "augment", default="color,translation,cutout", show_default=True,
+              help="DiffAugment policy (comma list; '' = none).")
+@click.option("--mirror/--no-mirror", default=True, show_default=True, help="Random x-flips of the real images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
+              help="Autocast: auto = fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.")
+@click.option("--snap-minutes", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
+              help="Write a snapshot this often (and on Ctrl-C / SIGTERM).")
+@click.option("--metrics-samples", type=click.IntRange(min=0), default=256, show_default=True,
+              help="Samples for the FD/KID/face-share line at each snapshot (0 = off).")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: torch's).")
+@click.option("--desc", default="", help="Run-folder name suffix.")
+def train_command(data, outdir, resume, kimg, batch, glr, dlr, r1_gamma, channel_base, channel_max, map_layers,
+                  z_dim, style_mixing, augment, mirror, seed, device, precision, snap_minutes, metrics_samples,
+                  threads, desc):
+    """Train our StyleGAN2 generator on aligned faces (CPU or CUDA; torchrun for several GPUs).
+
+    \b
+    Example:
+      stylegan-unmask dataset faces/ data/faces-64 --resolution 64 --crop-scale 0.8
+      stylegan-unmask train --data data/faces-64 --outdir runs
+      stylegan-unmask train --data data/faces-64 --outdir runs --resume latest
+    """
+    import torch
+
+    from ..training.loop import TrainConfig, train
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = TrainConfig(data=str(data), outdir=str(outdir), kimg=kimg, batch=batch, glr=glr, dlr=dlr, r1_gamma=r1_gamma,
+                      channel_base=channel_base, channel_max=channel_max, map_layers=map_layers, z_dim=z_dim,
+                      w_dim=z_dim, style_mixing=style_mixing, augment=augment, mirror=mirror, seed=seed,
+                      device=device, precision=precision, snap_minutes=snap_minutes,
+                      metrics_samples=metrics_samples, desc=desc)
+    last = train(cfg, resume=resume)
+    if last is not None:
+        click.echo(f"last snapshot: {last}")
+
+
+@click.command("metrics")
+@click.option("--network", required=True, metavar="NAME|PT|PKL", help="Generator to score.")
+@click.option("--data", required=True, type=click.Path(exists=True, path_type=Path),
+              help="Held-out real faces prepared like the training set (`stylegan-unmask dataset`).")
+@click.option("--samples", type=click.IntRange(min=10), default=2000, show_default=True)
+@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True)
+@click.option("--face-samples", type=click.IntRange(min=1), default=500, show_default=True,
+              help="Samples (and real faces) checked by the face detector.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the figures to this JSON file.")
+def metrics_command(network, data, samples, truncation_psi, face_samples, seed, device, json_path):
+    """Fréchet distance and KID on VGG16 features, and the face-detection share, against real faces.
+
+    No Inception-v3 weights can be had offline, so FD/KID use the shipped
+    VGG16 (pooled conv5_3): comparable between our networks, not with
+    published FIDs.
+    """
+    import json
+
+    from ..atomic import atomic_write_text
+    from ..checkpoints import load_generator
+    from ..generate import resolve_device
+    from ..training.dataset import load_dataset
+    from ..training.metrics import compute_metrics
+
+    dev = resolve_device(device)
+    G = load_generator(network, device=dev)
+    ds = load_dataset(data)
+    if ds.resolution != G.img_resolution:
+        raise click.UsageError(f"{data} holds {ds.resolution} px faces but the network makes {G.img_resolution} px")
+    n = min(samples, len(ds))
+    r = compute_metrics(G, ds, samples=n, device=dev, seed=seed, truncation_psi=truncation_psi,
+                        face_samples=face_samples, network=G.source)
+    click.echo(f"network      {r.network}\ndata         {r.data} ({r.reals} real faces, {r.samples} samples, "
+               f"psi {r.truncation_psi})\nFD (VGG16)   {r.fd_vgg:.3f}\nKID (VGG16)  {r.kid_vgg:.5f}\n"
+               f"faces found  {r.face_share:.1%} of samples, {r.real_face_share:.1%} of real faces")
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps(r.as_dict(), indent=2))

@@ -1,0 +1,87 @@
+"""Our checkpoint format: a ``torch.save`` file of tensors and plain values only.
+
+It is read back with ``torch.load(weights_only=True)``, so nothing in it can run
+code. A *network file* holds ``G_ema`` (and optionally ``G``) with the
+Generator's constructor arguments, the crop scale the training faces were
+aligned with, and the training record; a *training state* adds ``D``, the
+optimisers, the random-generator states and the image counter, so ``--resume``
+continues exactly where a run stopped.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional, Union
+
+import torch
+
+from ..atomic import atomic_file
+
+FORMAT = "stylegan-unmask-network"
+VERSION = 1
+
+
+def network_record(G_ema, init_kwargs: dict, crop_scale: float, training: Optional[dict] = None,
+                   G=None, half: bool = False) -> Dict[str, Any]:
+    """The dict written to a network file (``half`` stores float weights as fp16 to halve the size)."""
+    def state(module):
+        sd = {k: v.detach().cpu().clone() for k, v in module.state_dict().items()}
+        if half:
+            sd = {k: (v.half() if v.is_floating_point() else v) for k, v in sd.items()}
+        return sd
+
+    rec: Dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "init_kwargs": _plain(init_kwargs),
+        "crop_scale": float(crop_scale),
+        "G_ema": state(G_ema),
+        "training": _plain(training or {}),
+    }
+    if G is not None:
+        rec["G"] = state(G)
+    return rec
+
+
+def save(path: Union[str, Path], record: Dict[str, Any]) -> Path:
+    """Write atomically: a run killed mid-write leaves the previous file intact."""
+    with atomic_file(path, suffix=".pt") as tmp:
+        torch.save(record, tmp)
+    return Path(path)
+
+
+def load(path: Union[str, Path]) -> Dict[str, Any]:
+    """Read a network file or training state safely (``weights_only=True``)."""
+    from ..checkpoints.rosinality import load_torch_file
+    from ..errors import CheckpointError
+
+    obj = load_torch_file(path)
+    if not is_record(obj):
+        raise CheckpointError(f"{path}: not a stylegan-unmask network file (no 'format': {FORMAT!r} entry)")
+    if int(obj.get("version", 0)) > VERSION:
+        raise CheckpointError(f"{path}: written by a newer stylegan-unmask (format version {obj['version']}); upgrade")
+    return obj
+
+
+def is_record(obj: Any) -> bool:
+    return isinstance(obj, dict) and obj.get("format") == FORMAT
+
+
+def _plain(value):
+    """Only types ``weights_only`` loading accepts: dict/list/tuple/str/int/float/bool/None."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, str):
+        return str(value)  # also turns str subclasses (torch.__version__) into plain str
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, torch.Tensor):
+        return value
+    return str(value)
