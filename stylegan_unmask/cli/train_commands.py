@@ -56,7 +56,7 @@ def dataset_command(src, out, resolution, crop_scale, mirror, detector, min_face
               help="Train until this many thousand real images have been shown.")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Total batch size.")
 @click.option("--glr", type=float, default=0.002, show_default=True, help="G learning rate.")
-@click.option("--dlr", type=float, default=0.001, show_default=True, help="D learning rate.")
+@click.option("--dlr", type=float, default=0.0005, show_default=True, help="D learning rate.")
 @click.option("--gamma", "r1_gamma", type=float, default=0.05, show_default=True, help="R1 weight.")
 @click.option("--cbase", "channel_base", type=int, default=4096, show_default=True, help="Generator capacity.")
 @click.option("--cmax", "channel_max", type=int, default=128, show_default=True, help="Max channels per layer.")
@@ -145,3 +145,17 @@ def metrics_command(network, data, samples, truncation_psi, face_samples, seed, 
                f"faces found  {r.face_share:.1%} of samples, {r.real_face_share:.1%} of real faces")
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(r.as_dict(), indent=2))
+
+
+@click.command("export")
+@click.argument("snapshot", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--fp32", is_flag=True, help="Keep fp32 weights (default: fp16 storage, half the size).")
+def export_command(snapshot, out, fp32):
+    """Write SNAPSHOT's G_ema (a network snapshot or training-state.pt) as a small network file OUT."""
+    from ..images import ensure_not_input
+    from ..training.snapshot import export_network
+
+    ensure_not_input(out, [snapshot])
+    path = export_network(snapshot, out, half=not fp32)
+    click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

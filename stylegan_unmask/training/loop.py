@@ -51,7 +51,7 @@ class TrainConfig:
     channel_base: int = 4096
     channel_max: int = 128
     glr: float = 0.002
-    dlr: float = 0.001
+    dlr: float = 0.0005
     r1_gamma: float = 0.05
     r1_interval: int = 16
     ema_kimg: float = 5.0
@@ -221,12 +221,16 @@ class Trainer:
         self.grid_z = torch.randn([32, cfg.z_dim], generator=torch.Generator().manual_seed(cfg.seed + 123))
         if state is not None:
             self._load_state(state)
-        elif self.dist.main:
-            self.run_dir = new_run_dir(Path(cfg.outdir), cfg.desc or f"{Path(cfg.data).stem}-{res}px")
+        else:  # the D heads' feature scales, from a fixed set of real images (the same on every rank)
+            with torch.no_grad():
+                self.D(self.data.batch(torch.arange(min(64, len(self.data)))).to(self.device))
+            if self.dist.main:
+                self.run_dir = new_run_dir(Path(cfg.outdir), cfg.desc or f"{Path(cfg.data).stem}-{res}px")
         if self.dist.world > 1:  # every rank starts from rank 0's weights and run folder
             import torch.distributed as dist
 
-            for t in list(self.G.state_dict().values()) + list(self.D.heads.state_dict().values()):
+            heads = list(self.D.heads.state_dict().values())
+            for t in list(self.G.state_dict().values()) + heads + [self.D.feature_scale]:
                 dist.broadcast(t, 0)
             self.G_ema.load_state_dict(self.G.state_dict())
             holder = [str(getattr(self, "run_dir", ""))]
@@ -338,7 +342,7 @@ class Trainer:
         net_path = snap.save(self.run_dir / f"network-snapshot-{kimg:06d}.pt", rec)
         state = dict(rec)
         state.update(G=self.G.state_dict(), D=self.D.heads.state_dict(), opt_G=self.opt_G.state_dict(),
-                     opt_D=self.opt_D.state_dict(), rng=self.rng.get_state(), torch_rng=torch.get_rng_state(),
+                     opt_D=self.opt_D.state_dict(), D_feature_scale=self.D.feature_scale.clone(), rng=self.rng.get_state(), torch_rng=torch.get_rng_state(),
                      scaler=self.scaler.state_dict() if self.scaler is not None else {})
         snap.save(self.run_dir / STATE_FILE, state)
         self._prune()
@@ -370,6 +374,7 @@ class Trainer:
         self.G.load_state_dict(state["G"])
         self.G_ema.load_state_dict(state["G_ema"])
         self.D.heads.load_state_dict(state["D"])
+        self.D.feature_scale.copy_(state["D_feature_scale"])
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
         self.rng.set_state(state["rng"])

@@ -85,3 +85,22 @@ def _plain(value):
     if isinstance(value, torch.Tensor):
         return value
     return str(value)
+
+
+def export_network(src: Union[str, Path], dst: Union[str, Path], half: bool = True) -> Path:
+    """A network snapshot or training state → a small network file (G_ema only; fp16 weights by default).
+
+    fp16 storage halves the file (the shipped ``faces-64`` is stored this way);
+    weights are widened back to fp32 when loaded, so results differ from the
+    fp32 snapshot only by that rounding.
+    """
+    import torch
+
+    rec = load(src)
+    out = {k: v for k, v in rec.items() if k in ("format", "version", "init_kwargs", "crop_scale", "training")}
+    out["G_ema"] = {k: (v.half() if half and v.is_floating_point() else v) for k, v in rec["G_ema"].items()}
+    out["training"] = dict(out.get("training") or {}, exported_from=Path(src).name,
+                           stored_dtype="float16" if half else "float32")
+    with atomic_file(dst, suffix=".pt") as tmp:
+        torch.save(out, tmp)
+    return Path(dst)
