@@ -288,7 +288,8 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
               batch_size: Optional[int] = None, recursive: bool = False, aligned: bool = False,
               backend: str = "auto", margin: Optional[float] = None, optimize_noise: bool = False,
               noise_mode: str = "const", save_video: bool = False, shard=None, progress: bool = True,
-              G=None, on_record: Optional[Callable[[BatchRecord], None]] = None) -> BatchSummary:
+              G=None, on_record: Optional[Callable[[BatchRecord], None]] = None, schedule: str = "fast",
+              precision: str = "auto") -> BatchSummary:
     """Unmask every image in ``folder`` into ``outdir/<relative path without extension>/``.
 
     ``on_record(record)`` is called after each photo (ok, failed or skipped).
@@ -296,7 +297,8 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
     sharding.
     """
     from .images import save_image
-    from .pipeline import (finish_face, get_network, network_device, network_source, prepare_face, project_faces,
+    from .pipeline import (finish_face, get_network, network_crop_scale, network_device, network_source, prepare_face,
+                           project_faces,
                            projection_config, resolve_device, run_settings, save_outputs)
 
     folder, outdir = Path(folder), Path(outdir)
@@ -320,7 +322,8 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
         raise UnmaskError(f"--batch-size {batch_size}: must be at least 1")
 
     config = projection_config(steps=steps, lambda_perceptual=lambda_perceptual, init=init, seed=seed,
-                               optimize_noise=optimize_noise, noise_mode=noise_mode, device=dev)
+                               optimize_noise=optimize_noise, noise_mode=noise_mode, device=dev,
+                               schedule=schedule, precision=precision)
     settings = _jsonable(run_settings(network_source(G), config, margin=margin, aligned=aligned, backend=backend))
     report_settings = {**settings, "batch_size": batch_size, "device": str(dev), "shards": world,
                        "input": str(folder)}

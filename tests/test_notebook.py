@@ -1,4 +1,4 @@
-"""notebooks/explore.ipynb runs top to bottom (on the 64-px fixture network, ~20 steps) without errors."""
+"""notebooks/explore.ipynb runs top to bottom (with its default network, the shipped faces-64, ~20 steps) without errors."""
 from __future__ import annotations
 
 import os
@@ -18,13 +18,13 @@ PHOTO = "masked_real/cdeb7_with_mask087.jpg"  # a dev photo of a person wearing 
 
 
 @pytest.mark.slow
-def test_explore_notebook_executes(ada_pkl, dev_data_dir, tmp_path, monkeypatch):
+def test_explore_notebook_executes(dev_data_dir, tmp_path, monkeypatch):
     photo = dev_data_dir / PHOTO
     if not photo.is_file():
         pytest.skip(f"dev photo {photo} is missing")
     outdir = tmp_path / "nb-out"
     # The kernel inherits this environment: the notebook's parameters, and the repository on the path.
-    monkeypatch.setenv("NETWORK", str(ada_pkl))
+    monkeypatch.delenv("NETWORK", raising=False)  # the notebook's default: faces-64, shipped, no download
     monkeypatch.setenv("PHOTO", str(photo))
     monkeypatch.setenv("STEPS", "20")
     monkeypatch.setenv("PREVIEW_EVERY", "5")

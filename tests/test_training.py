@@ -130,14 +130,6 @@ def _cfg(data, outdir, **kw):
     return TrainConfig(**base)
 
 
-@pytest.fixture
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def test_training_step_changes_weights_and_writes_snapshot(dataset32, tmp_path, one_thread):
     from stylegan_unmask.checkpoints import load_generator
     from stylegan_unmask.training.loop import Trainer

@@ -14,7 +14,7 @@ import click
 
 @click.command("eval-unmask")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--network", default="ffhq-1024", show_default=True, metavar="NAME|URL|PATH",
+@click.option("--network", default="faces-64", show_default=True, metavar="NAME|URL|PATH",
               help="Generator for 'ours': registry name, URL, NVIDIA .pkl or rosinality .pt.")
 @click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True, help="Projection steps.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first K pairs (sorted by id).")

@@ -61,6 +61,13 @@ def projection_options(f):
                      help="Also optimise the per-layer noise maps (sharper, but latent-only re-rendering differs)."),
         click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const",
                      show_default=True, help="Noise maps used when they are not optimised."),
+        click.option("--schedule", type=click.Choice(["fast", "official"]), default="fast", show_default=True,
+                     help="'fast': coarse-to-fine (renders only up to 256 px for most steps on larger networks); "
+                          "'official': NVIDIA's projection schedule at full resolution."),
+        click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
+                     show_default=True,
+                     help="'auto': bf16 on CPUs with native bf16, fp16 blocks on CUDA, else fp32. "
+                          "--schedule official --precision fp32 is the exact reference procedure."),
         click.option("--save-video", is_flag=True, help="Also write projection.mp4 (GIF without ffmpeg)."),
     ]
     for option in reversed(options):
@@ -88,7 +95,7 @@ def project_command(photo: Path, outdir: Optional[Path], network: str, steps: in
                     init: str, seed: int, device: str, aligned: bool, backend: str, margin: Optional[float],
                     optimize_noise: bool, noise_mode: str, save_video: bool, mask_path: Optional[Path],
                     landmarks_path: Optional[Path], box, face_index: Optional[int], video_every: Optional[int],
-                    quiet: bool):
+                    quiet: bool, schedule: str = "fast", precision: str = "auto"):
     """Show the face beneath the mask in PHOTO.
 
     \b
@@ -111,7 +118,8 @@ def project_command(photo: Path, outdir: Optional[Path], network: str, steps: in
     result = unmask(original, network=network, steps=steps, lambda_perceptual=lambda_perceptual, init=init,
                     seed=seed, device=device, mask=mask_path, aligned=aligned, landmarks=landmarks_path, box=box,
                     face_index=face_index, backend=backend, margin=margin, optimize_noise=optimize_noise,
-                    noise_mode=noise_mode, progress=not quiet, record_video=save_video, video_every=video_every)
+                    noise_mode=noise_mode, progress=not quiet, record_video=save_video, video_every=video_every,
+                    schedule=schedule, precision=precision)
     written = save_outputs(result, outdir, protect=[photo, mask_path, landmarks_path])
     click.echo(f"wrote {len(written)} files to {outdir}/: " + ", ".join(p.name for p in written.values()))
     proj = result.projection
@@ -134,7 +142,7 @@ def project_command(photo: Path, outdir: Optional[Path], network: str, steps: in
 def batch_command(folder: Path, outdir: Path, network: str, steps: int, lambda_perceptual: float, init: str,
                   seed: int, device: str, aligned: bool, backend: str, margin: Optional[float], optimize_noise: bool,
                   noise_mode: str, save_video: bool, batch_size: Optional[int], recursive: bool,
-                  shard: Optional[str], quiet: bool):
+                  shard: Optional[str], quiet: bool, schedule: str = "fast", precision: str = "auto"):
     """Unmask every photo in FOLDER. Resumable: rerun the same command to finish an interrupted run.
 
     \b
@@ -148,7 +156,7 @@ def batch_command(folder: Path, outdir: Path, network: str, steps: int, lambda_p
                         init=init, seed=seed, device=None if device == "auto" else device, batch_size=batch_size,
                         recursive=recursive, aligned=aligned, backend=backend, margin=margin,
                         optimize_noise=optimize_noise, noise_mode=noise_mode, save_video=save_video, shard=shard,
-                        progress=not quiet)
+                        progress=not quiet, schedule=schedule, precision=precision)
     c = summary.counts
     where = f"shard {summary.rank}/{summary.world_size}: " if summary.world_size > 1 else ""
     click.echo(f"{where}{c.get('ok', 0)} unmasked, {c.get('skipped', 0)} already done, {c.get('failed', 0)} failed")

@@ -35,6 +35,7 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from ..atomic import atomic_write_text
+from ..checkpoints.registry import DEFAULT_NETWORK
 from ..errors import UnmaskError
 from .data import LoadedPair, Pair, find_pairs, load_pair
 from .methods import FillInput, FillOutput, MethodContext, build_methods, parse_methods
@@ -149,7 +150,7 @@ def _read_marker(path: Path) -> Optional[dict]:
     return m if isinstance(m, dict) and m.get("version") == MARKER_VERSION else None
 
 
-def run_eval(folder: PathLike, outdir: PathLike, *, network: Optional[PathLike] = "ffhq-1024", steps: int = 1000,
+def run_eval(folder: PathLike, outdir: PathLike, *, network: Optional[PathLike] = DEFAULT_NETWORK, steps: int = 1000,
              lambda_perceptual: float = 0.8, init: str = "avg", seed: int = 0, device=None,
              methods: Union[str, Sequence[str]] = DEFAULT_METHODS, limit: Optional[int] = None,
              batch_size: Optional[int] = None, backend: str = "auto", margin: Optional[float] = None,
