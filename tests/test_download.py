@@ -291,7 +291,9 @@ def test_offline_registry_download_fails_with_instructions(tmp_path, monkeypatch
 
 
 def test_registry_contents():
-    assert registry.DEFAULT_NETWORK == "ffhq-1024"
+    # The default is the shipped model (works offline); NVIDIA's networks are downloaded by name.
+    assert registry.DEFAULT_NETWORK == "faces-64" and registry.REGISTRY["faces-64"].bundled
+    assert registry.REGISTRY["faces-64"].url == "" and "UTKFace" in registry.REGISTRY["faces-64"].licence
     for name in ("ffhq-1024", "ffhq-512", "ffhq-256", "ffhq-1024-ada"):
         entry = registry.get_entry(name)
         assert entry is not None and entry.url.startswith("https://") and entry.filename.endswith(".pkl")
