@@ -168,7 +168,8 @@ def run_eval(folder: PathLike, outdir: PathLike, *, network: Optional[PathLike] 
 
     from ..batch import default_device
     from ..images import save_image
-    from ..pipeline import get_network, network_device, prepare_face, projection_config, resolve_device
+    from ..pipeline import (get_network, network_crop_scale, network_device, prepare_face, projection_config,
+                            resolve_device)
     from ..report import mask_overlay, thumbnail
     from .html import render_eval_html
 
@@ -197,7 +198,7 @@ def run_eval(folder: PathLike, outdir: PathLike, *, network: Optional[PathLike] 
     extra = {k: v for k, v in (("schedule", schedule), ("precision", precision)) if v is not None}
     config = projection_config(steps=steps, lambda_perceptual=lambda_perceptual, init=init, seed=seed,
                                device=dev, **extra) if G is not None else None
-    crop_scale = float(getattr(G, "crop_scale", 1.0)) if G is not None else 1.0  # as pipeline.network_crop_scale
+    crop_scale = network_crop_scale(G) if G is not None else 1.0
     context = MethodContext(G=G, config=config, device=dev, feather_px=feather_px)
     fillers = {m.name: m for m in build_methods(names, context)}
     method_settings = {n: _jsonable(fillers[n].settings()) for n in names}

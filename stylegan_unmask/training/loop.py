@@ -28,6 +28,7 @@ import torch
 
 from ..atomic import atomic_write_text
 from ..errors import UnmaskError
+from ..projector import cpu_has_native_bf16  # one bf16 check for projection and training
 from . import snapshot as snap
 from .augment import diff_augment
 from .dataset import ImageDataset, load_dataset
@@ -97,14 +98,6 @@ def resolve_precision(name: str, device: torch.device) -> Optional[torch.dtype]:
             raise UnmaskError("--precision fp16 is for CUDA; on a CPU use bf16 or fp32")
         return torch.float16
     raise UnmaskError(f"unknown precision {name!r}; choose auto, fp32, bf16 or fp16")
-
-
-def cpu_has_native_bf16() -> bool:
-    """True on CPUs with AVX-512 BF16 / AMX, where oneDNN runs bf16 convolutions natively."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # pragma: no cover - older/other builds
-        return False
 
 
 def build_generator(cfg: TrainConfig, resolution: int):

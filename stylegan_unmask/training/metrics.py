@@ -50,7 +50,7 @@ def vgg_features(images: torch.Tensor, device="cpu", batch: int = 64) -> np.ndar
 
 
 def _bf16() -> bool:
-    from .loop import cpu_has_native_bf16
+    from ..projector import cpu_has_native_bf16
 
     return cpu_has_native_bf16()
 
