@@ -6,4 +6,9 @@ Heavy dependencies (torch, OpenCV, dlib) are imported by the stage modules,
 not here, so ``import stylegan_unmask`` stays cheap.
 """
 
+from stylegan_unmask.huge_pages import request_huge_pages as _request_huge_pages
+
+# Before torch allocates anything: big CPU tensors on 2 MiB pages (1.4x faster CPU projection; huge_pages.py).
+_request_huge_pages()
+
 __version__ = "0.1.0"

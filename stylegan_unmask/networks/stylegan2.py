@@ -23,6 +23,7 @@ from torch import nn
 
 from torch_utils.ops import bias_act, upfirdn2d
 from torch_utils.ops.conv2d_resample import conv2d_resample
+from torch_utils.ops.demod_bias_act import demod_bias_act
 
 __all__ = [
     "Generator", "MappingNetwork", "SynthesisNetwork", "SynthesisBlock", "SynthesisLayer", "ToRGBLayer",
@@ -140,13 +141,15 @@ def bias_act_default_gain(activation: str) -> float:
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
                      noise: Optional[torch.Tensor] = None, up: int = 1, down: int = 1, padding: int = 0,
                      resample_filter: Optional[torch.Tensor] = None, demodulate: bool = True,
-                     flip_weight: bool = True, fused_modconv: bool = True) -> torch.Tensor:
+                     flip_weight: bool = True, fused_modconv: bool = True, defer_demod: bool = False):
     """StyleGAN2 weight modulation / demodulation around `conv2d_resample`.
 
     x [N, I, H, W], weight [O, I, k, k], styles [N, I]. With `fused_modconv`
     every sample gets its own modulated kernel in one grouped convolution;
     otherwise the styles scale the activations before a shared convolution and
     the demodulation scales the result. Both compute the same function.
+    ``defer_demod`` (non-fused only) returns ``(convolution, demod [N, O])``
+    without applying demodulation and noise, for `demod_bias_act` to do.
     """
     batch = x.shape[0]
     out_channels, in_channels, kh, kw = weight.shape
@@ -171,12 +174,16 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         x = x * styles.to(x.dtype).reshape(batch, in_channels, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), f=resample_filter, up=up, down=down, padding=padding,
                             flip_weight=flip_weight)
+        if defer_demod:
+            return x, demod
         if demod is not None:
             x = x * demod.to(x.dtype).reshape(batch, -1, 1, 1)
         if noise is not None:
             x = x + noise.to(x.dtype)
         return x
 
+    if defer_demod:
+        raise ValueError("defer_demod needs fused_modconv=False")
     if demod is not None:
         w = w * demod.reshape(batch, out_channels, 1, 1, 1)
     x = x.reshape(1, batch * in_channels, *x.shape[2:])
@@ -219,7 +226,9 @@ class SynthesisLayer(nn.Module):
         self.bias = nn.Parameter(torch.zeros([out_channels]))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "const", fused_modconv: bool = True,
-                gain: float = 1, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
+                gain: float = 1, noise: Optional[torch.Tensor] = None, lean: bool = False) -> torch.Tensor:
+        """``lean``: non-fused, with demodulation, noise, bias, activation and clamp in one autograd
+        node (`demod_bias_act`: the same function, far less memory traffic in the backward pass)."""
         styles = self.affine(w)
         noise_term = None
         if self.use_noise:
@@ -232,13 +241,18 @@ class SynthesisLayer(nn.Module):
                 noise_term = self.noise_const * self.noise_strength
             elif noise_mode != "none":
                 raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        act_gain = self.act_gain * gain
+        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
+        if lean and self.activation == "lrelu":
+            x, demod = modulated_conv2d(x, self.weight, styles, up=self.up, padding=self.padding,
+                                        resample_filter=self.resample_filter, flip_weight=(self.up == 1),
+                                        fused_modconv=False, defer_demod=True)
+            return demod_bias_act(x, demod, noise_term, self.bias, alpha=0.2, gain=act_gain, clamp=act_clamp)
         # Upsampling layers apply the kernel as a true convolution; the official code does this
         # for speed and pretrained kernels are oriented accordingly.
         x = modulated_conv2d(x, self.weight, styles, noise=noise_term, up=self.up, padding=self.padding,
                              resample_filter=self.resample_filter, flip_weight=(self.up == 1),
                              fused_modconv=fused_modconv)
-        act_gain = self.act_gain * gain
-        act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
 
     def extra_repr(self) -> str:
@@ -323,37 +337,47 @@ class SynthesisBlock(nn.Module):
 
     def forward(self, x: Optional[torch.Tensor], img: Optional[torch.Tensor], ws: torch.Tensor,
                 force_fp32: bool = False, fp16_on_cpu: bool = False, fused_modconv: Optional[bool] = None,
-                noise_mode: str = "const", noise: Noise = None) -> Tuple[torch.Tensor, torch.Tensor]:
-        """ws [N, num_conv + num_torgb, w_dim]; noise: one entry per `noise_layers()` (None = noise_mode)."""
+                noise_mode: str = "const", noise: Noise = None, lean: bool = False,
+                channels_last: Optional[bool] = None) -> Tuple[torch.Tensor, torch.Tensor]:
+        """ws [N, num_conv + num_torgb, w_dim]; noise: one entry per `noise_layers()` (None = noise_mode).
+
+        lean: the layers' one-node tail (`SynthesisLayer.forward`; implies non-fused modulation).
+        channels_last: None = the block's own rule (float16 blocks built with fp16_channels_last);
+        True/False = channels-last activations or not (same function; faster convolutions on some CPUs).
+        """
         w_iter = iter(ws.unbind(dim=1))
         on_gpu = ws.device.type == "cuda"
         use_fp16 = self.use_fp16 and not force_fp32 and (on_gpu or fp16_on_cpu)
         dtype = torch.float16 if use_fp16 else torch.float32
-        memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
+        if channels_last is None:
+            channels_last = self.channels_last and not force_fp32
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if fused_modconv is None:
             fused_modconv = (not self.training) if self.fused_modconv_default == "inference_only" \
                 else bool(self.fused_modconv_default)
+        if lean:
+            fused_modconv = False
         layer_noise = dict(zip([name for name, _ in self.noise_layers()], noise)) if noise is not None else {}
 
         if self.in_channels == 0:
             x = self.const.unsqueeze(0).to(dtype=dtype, memory_format=memory_format)
             x = x.expand(ws.shape[0], -1, -1, -1)
             x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv,
-                           noise=layer_noise.get("conv1"))
+                           noise=layer_noise.get("conv1"), lean=lean)
         else:
             x = x.to(dtype=dtype, memory_format=memory_format)
             if self.architecture == "resnet":
                 y = self.skip(x, gain=math.sqrt(0.5))
                 x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv,
-                               noise=layer_noise.get("conv0"))
+                               noise=layer_noise.get("conv0"), lean=lean)
                 x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv,
-                               gain=math.sqrt(0.5), noise=layer_noise.get("conv1"))
+                               gain=math.sqrt(0.5), noise=layer_noise.get("conv1"), lean=lean)
                 x = y + x
             else:
                 x = self.conv0(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv,
-                               noise=layer_noise.get("conv0"))
+                               noise=layer_noise.get("conv0"), lean=lean)
                 x = self.conv1(x, next(w_iter), noise_mode=noise_mode, fused_modconv=fused_modconv,
-                               noise=layer_noise.get("conv1"))
+                               noise=layer_noise.get("conv1"), lean=lean)
 
         if img is not None:
             img = upfirdn2d.upsample2d(img, self.resample_filter)
@@ -508,7 +532,8 @@ class SynthesisNetwork(nn.Module):
 
     def forward(self, ws: torch.Tensor, noise_mode: str = "const", force_fp32: bool = False,
                 noise: Noise = None, fused_modconv: Optional[bool] = None, fp16_on_cpu: bool = False,
-                update_emas: bool = False) -> torch.Tensor:
+                update_emas: bool = False, lean: bool = False,
+                channels_last_from: Optional[int] = None) -> torch.Tensor:
         """Render W+ latents.
 
         noise_mode: 'const' (stored maps), 'random' (fresh draws) or 'none'.
@@ -518,6 +543,8 @@ class SynthesisNetwork(nn.Module):
             noise strengths, exactly like the 'const' maps.
         force_fp32: never use float16. float16 blocks run only on CUDA unless
             `fp16_on_cpu` asks for it. fused_modconv: None = the block default.
+        lean / channels_last_from: the fast CPU path (same function): see `SynthesisBlock.forward`;
+            blocks of at least `channels_last_from` px use channels-last activations (None: the blocks' rule).
         update_emas: accepted for API compatibility with the official code; synthesis has no EMAs.
         """
         del update_emas
@@ -533,9 +560,11 @@ class SynthesisNetwork(nn.Module):
         for block in self.blocks():
             block_ws = ws.narrow(1, w_idx, block.num_conv + block.num_torgb)
             w_idx += block.num_conv
+            channels_last = None if channels_last_from is None else block.resolution >= channels_last_from
             x, img = block(x, img, block_ws, force_fp32=force_fp32, fp16_on_cpu=fp16_on_cpu,
                            fused_modconv=fused_modconv, noise_mode=noise_mode,
-                           noise=block_noise[block.resolution] if block_noise is not None else None)
+                           noise=block_noise[block.resolution] if block_noise is not None else None,
+                           lean=lean, channels_last=channels_last)
         return img
 
     def _split_noise(self, noise: Noise, batch: int) -> Optional[Dict[int, list]]:
