@@ -14,18 +14,22 @@ optimisation step (render, masked loss, backward, Adam, bookkeeping).
 
 ``--compare`` instead times, in one run and interleaved, the official schedule in fp32
 and the default (fast schedule, auto precision) on the same network, target and mask:
-a few steps of every phase of the default, from which the whole-projection time is
-computed (setup + steps of each phase x its s/step), and complete projections of both
-(visible-region loss and PSNR of the final full-resolution image).
+seconds per step, the whole-projection time computed from them (setup + steps x
+s/step), and complete projections of both (time, visible-region loss and PSNR of
+the final image) on the 64 px fixture, the shipped faces-64 model and a 256 px
+config. ``--ablation`` adds what each fast-render option buys at 1024 px.
+``import stylegan_unmask`` turns on huge pages for both; run with
+``THP_MEM_ALLOC_ENABLE=0`` for the figures without them (how NVIDIA's code runs).
 
     python benchmarks/bench_projector.py                       # defaults
     python benchmarks/bench_projector.py --device cuda --steps-1024 50
     python benchmarks/bench_projector.py --skip-1024 --threads 2
-    python benchmarks/bench_projector.py --compare --threads 2    # official fp32 vs the new default
+    python benchmarks/bench_projector.py --compare --ablation --threads 2   # official fp32 vs the new default
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -35,6 +39,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
+import stylegan_unmask  # noqa: E402,F401  (first: asks torch for huge pages before it allocates)
 import torch  # noqa: E402
 
 FFHQ_1024 = dict(z_dim=512, w_dim=512, c_dim=0, img_resolution=1024, img_channels=3,
@@ -92,16 +97,16 @@ CONFIG_256 = dict(z_dim=512, w_dim=512, c_dim=0, img_resolution=256, img_channel
                   mapping_kwargs=dict(num_layers=8), synthesis_kwargs=dict(channel_base=32768, channel_max=512))
 
 
-def compare_schedules(G, device: torch.device, features, steps_total: int, steps_per_phase: int, reps: int,
+def compare_schedules(G, device: torch.device, features, steps_total: int, timed_steps: int, reps: int,
                       full_steps: int, seed: int = 0) -> Dict:
-    """Per-step cost of every phase of both schedules, whole-projection times computed from the
-    schedule, and (with full_steps > 0) complete projections of both: final visible loss and PSNR.
+    """Per-step cost of the official fp32 schedule and of the default, the whole-projection time of
+    each computed from it (setup + steps x s/step), and (with full_steps > 0) complete projections of
+    both from the same start: time, final visible-region loss and PSNR.
 
     The target is an image the network draws (w = mapping(z), const noise, clamped to [-1, 1]);
     hidden: the bottom 40 % of the rows between 20 % and 80 % of the columns.
     """
-    from stylegan_unmask.projector import (ProjectionConfig, _phase_plan, project, resolve_precision,
-                                           w_statistics)
+    from stylegan_unmask.projector import ProjectionConfig, project, resolve_precision, w_statistics
 
     R = G.img_resolution
     with torch.no_grad():
@@ -109,12 +114,9 @@ def compare_schedules(G, device: torch.device, features, steps_total: int, steps
         target = G.synthesis(G.mapping(z, None), noise_mode="const").clamp(-1, 1)
     mask = _lower_face_mask(1, R, device)
     w_statistics(G, 10000, device)
-    official = dict(schedule="official", precision="fp32")
     default = ProjectionConfig()
-    default_kw = dict(schedule=default.schedule, precision=default.precision)
-    plan = _phase_plan(ProjectionConfig(steps=steps_total, **default_kw), G)
-    bounds = [start for start, _ in plan] + [steps_total]
-    phase_steps = {res: bounds[i + 1] - bounds[i] for i, (_, res) in enumerate(plan)}
+    variants = {"official fp32": dict(schedule="official", precision="fp32"),
+                "default": dict(schedule=default.schedule, precision=default.precision)}
 
     def run(k: int, **kw) -> float:
         _sync(device)
@@ -123,30 +125,22 @@ def compare_schedules(G, device: torch.device, features, steps_total: int, steps
         _sync(device)
         return time.perf_counter() - start
 
-    variants = {"official fp32": dict(official)}
-    for res in phase_steps:
-        variants[f"default @{res}"] = dict(default_kw, phases=((1.0, res),))
-    run(1, **official)                                            # warm-up
-    for kw in variants.values():
+    for kw in variants.values():                                  # warm-up
         run(1, **kw)
+    setup: Dict[str, List[float]] = {name: [] for name in variants}
     times: Dict[str, List[float]] = {name: [] for name in variants}
-    setup: Dict[str, List[float]] = {"official": [], "default": []}
     for _ in range(reps):                                         # interleaved: the noise hits all alike
-        setup["official"].append(run(0, **official))
-        setup["default"].append(run(0, **default_kw))
         for name, kw in variants.items():
-            times[name].append(run(steps_per_phase, **kw))
-    t0 = {k: min(v) for k, v in setup.items()}
-    per_step = {name: (min(v) - t0["official" if name.startswith("official") else "default"]) / steps_per_phase
-                for name, v in times.items()}
-    whole_official = t0["official"] + steps_total * per_step["official fp32"]
-    whole_default = t0["default"] + sum(n * per_step[f"default @{res}"] for res, n in phase_steps.items())
-    out = dict(resolution=R, precision=resolve_precision(default.precision, device), plan=plan,
-               phase_steps=phase_steps, per_step=per_step, setup=t0, steps_total=steps_total,
-               whole_official=whole_official, whole_default=whole_default)
+            setup[name].append(run(0, **kw))
+            times[name].append(run(timed_steps, **kw))
+    t0 = {name: min(v) for name, v in setup.items()}
+    per_step = {name: (min(times[name]) - t0[name]) / timed_steps for name in variants}
+    whole = {name: t0[name] + steps_total * per_step[name] for name in variants}
+    out = dict(resolution=R, precision=resolve_precision(default.precision, device), per_step=per_step, setup=t0,
+               steps_total=steps_total, whole=whole, timed_steps=timed_steps)
     if full_steps > 0:
         finals = {}
-        for name, kw in (("official fp32", official), ("default", default_kw)):
+        for name, kw in variants.items():
             _sync(device)
             start = time.perf_counter()
             r = project(G, target, mask, ProjectionConfig(steps=full_steps, **kw), device=device, progress=False,
@@ -158,16 +152,15 @@ def compare_schedules(G, device: torch.device, features, steps_total: int, steps
 
 
 def print_comparison(title: str, c: Dict) -> None:
-    print(f"\n{title}: official fp32 vs default ({c['precision']}, phases "
-          + ", ".join(f"{n} steps @{res} px" for res, n in c["phase_steps"].items()) + f" of {c['steps_total']})")
+    print(f"\n{title}: official fp32 vs default (fast schedule, {c['precision']}); "
+          f"{c['timed_steps']} timed steps each, interleaved")
     for name, v in c["per_step"].items():
-        print(f"  {name:<16} {v:8.4f} s/step")
-    mean_default = (c["whole_default"] - c["setup"]["default"]) / c["steps_total"]
-    print(f"  mean over the default schedule {mean_default:.4f} s/step "
-          f"({c['per_step']['official fp32'] / mean_default:.2f}x fewer seconds per step than official fp32)")
-    print(f"  whole {c['steps_total']}-step projection, computed from the schedule (setup + steps x s/step): "
-          f"official fp32 {c['whole_official']:.1f} s, default {c['whole_default']:.1f} s "
-          f"-> {c['whole_official'] / c['whole_default']:.2f}x")
+        print(f"  {name:<14} {v:8.4f} s/step   setup {c['setup'][name]:6.2f} s")
+    ratio = c["per_step"]["official fp32"] / c["per_step"]["default"]
+    print(f"  per step: default {ratio:.2f}x faster")
+    print(f"  whole {c['steps_total']}-step projection, computed (setup + steps x s/step): official fp32 "
+          f"{c['whole']['official fp32']:.1f} s, default {c['whole']['default']:.1f} s "
+          f"-> {c['whole']['official fp32'] / c['whole']['default']:.2f}x")
     if "full" in c:
         f = c["full"]
         for name in ("official fp32", "default"):
@@ -175,6 +168,53 @@ def print_comparison(title: str, c: Dict) -> None:
                   f"visible loss {f[name]['loss']:.5g}, PSNR {f[name]['psnr']:.2f} dB")
         print(f"  default / official: time {f['default']['seconds'] / f['official fp32']['seconds']:.3f}, "
               f"visible loss {f['default']['loss'] / f['official fp32']['loss']:.3f}")
+
+
+# ----------------------------------------------------------------------------------------------
+# What each fast-render option buys: one render + masked loss + backward, same W+, interleaved.
+
+ABLATION = {
+    "official (fused)": {},
+    "non-fused": dict(fused_modconv=False),
+    "lean": dict(fused_modconv=False, lean=True),
+    "lean + channels-last >=256": dict(fused_modconv=False, lean=True, channels_last_from=256),
+}
+
+
+def render_ablation(G, device: torch.device, features, reps: int) -> Dict[str, float]:
+    """Seconds per render + 256 px MSE/VGG loss + backward to W+ for each option set (minimum of reps)."""
+    from stylegan_unmask.projector import MaskedLoss, _render
+
+    R = G.img_resolution
+    with torch.no_grad():
+        ws0 = G.mapping(torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(0)).to(device), None)
+        target = G.synthesis(ws0, noise_mode="const").clamp(-1, 1)
+    loss_fn = MaskedLoss(target, _lower_face_mask(1, R, device), features=features)
+    ws = (ws0 + 0.1).requires_grad_(True)
+
+    def step(options) -> float:
+        _sync(device)
+        start = time.perf_counter()
+        mse, perceptual = loss_fn(_render(G, ws, None, True, **options))
+        (mse + 0.8 * perceptual).sum().backward()
+        _sync(device)
+        ws.grad = None
+        return time.perf_counter() - start
+
+    for options in ABLATION.values():
+        step(options)
+    times: Dict[str, List[float]] = {name: [] for name in ABLATION}
+    for _ in range(reps):
+        for name, options in ABLATION.items():
+            times[name].append(step(options))
+    return {name: min(v) for name, v in times.items()}
+
+
+def _huge_pages_state() -> str:
+    from stylegan_unmask.huge_pages import ENV_VAR, huge_pages_in_use
+
+    used = huge_pages_in_use()
+    return f"{'on' if used else 'off' if used is False else 'unknown'} ({ENV_VAR}={os.environ.get(ENV_VAR, 'unset')})"
 
 
 def main(argv=None) -> None:
@@ -193,7 +233,9 @@ def main(argv=None) -> None:
     parser.add_argument("--compare", action="store_true",
                         help="official fp32 vs the default schedule/precision (instead of the step-time table)")
     parser.add_argument("--compare-steps", type=int, default=1000, help="projection length the comparison models")
-    parser.add_argument("--phase-steps", type=int, default=2, help="timed steps per phase and variant")
+    parser.add_argument("--timed-steps", type=int, default=2,
+                        help="timed steps per variant at 256/1024 px (5x as many at 64 px)")
+    parser.add_argument("--ablation", action="store_true", help="with --compare: each fast-render option at 1024 px")
     parser.add_argument("--reps", type=int, default=2, help="interleaved repetitions (the minimum is kept)")
     parser.add_argument("--full-steps-1024", type=int, default=0,
                         help="also run complete projections of both at 1024 px with this many steps")
@@ -215,21 +257,33 @@ def main(argv=None) -> None:
         from stylegan_unmask.networks.stylegan2 import Generator
 
         cpu = torch.device("cpu")
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, CPU capability "
+              f"{torch.backends.cpu.get_cpu_capability()}, huge pages: {_huge_pages_state()}")
         if not args.skip_64:
             G = load_generator(args.network, device="cpu")
-            print_comparison("fixture 64 px, cpu", compare_schedules(
-                G, cpu, features, args.compare_steps, args.steps_64 // 5 or 1, args.reps, args.full_steps_64))
+            print_comparison("fixture 64 px (random-init official pickle), cpu", compare_schedules(
+                G, cpu, features, args.compare_steps, args.timed_steps * 5, args.reps, args.full_steps_64))
+            G = load_generator("faces-64", device="cpu")
+            print_comparison("faces-64 (our trained face model), cpu", compare_schedules(
+                G, cpu, features, args.compare_steps, args.timed_steps * 5, args.reps, args.full_steps_64))
         if args.full_steps_256 >= 0:
             torch.manual_seed(0)
             G = Generator(**CONFIG_256).eval().requires_grad_(False).to(device)
             print_comparison(f"256 px config (random weights), {device}", compare_schedules(
-                G, device, features.to(device), args.compare_steps, args.phase_steps, args.reps, args.full_steps_256))
+                G, device, features.to(device), args.compare_steps, args.timed_steps, args.reps,
+                args.full_steps_256))
         if not args.skip_1024:
             torch.manual_seed(0)
             G = Generator(**FFHQ_1024).eval().requires_grad_(False).to(device)
             print_comparison(f"FFHQ-1024 config (random weights), {device}", compare_schedules(
-                G, device, features.to(device), args.compare_steps, args.phase_steps, args.reps,
+                G, device, features.to(device), args.compare_steps, args.timed_steps, args.reps,
                 args.full_steps_1024))
+            if args.ablation:
+                times = render_ablation(G, device, features.to(device), args.reps)
+                print(f"\nFFHQ-1024 config, {device}: one render + masked loss + backward to W+ (fp32)")
+                base = times["official (fused)"]
+                for name, t in times.items():
+                    print(f"  {name:<28} {t:7.2f} s  ({base / t:.2f}x)")
         return
     rows = []
     if not args.skip_64:

@@ -23,6 +23,7 @@ __all__ = ["ENV_VAR", "request_huge_pages", "huge_pages_in_use", "warn_if_unused
 
 ENV_VAR = "THP_MEM_ALLOC_ENABLE"
 _KERNEL_SETTING = "/sys/kernel/mm/transparent_hugepage/enabled"
+_PROBE_BYTES = 64 << 20
 _warned = False
 
 
@@ -42,16 +43,18 @@ def _kernel_allows_huge_pages() -> bool:
 
 
 def huge_pages_in_use() -> Optional[bool]:
-    """Whether a fresh 8 MiB torch CPU tensor is backed by huge pages (None: cannot be told here).
+    """Whether a fresh large torch CPU tensor is backed by huge pages (None: cannot be told here).
 
     Read from the kernel's own account of this process (``/proc/self/smaps``,
-    field ``AnonHugePages`` of the mapping that holds the tensor).
+    field ``AnonHugePages`` of the mapping that holds the tensor). The probe is
+    64 MiB, above glibc's largest mmap threshold (32 MiB), so it always gets
+    fresh pages rather than reused heap memory that would read as 4 KiB pages.
     """
     if not sys.platform.startswith("linux"):
         return None
     import torch
 
-    probe = torch.ones(8 << 20, dtype=torch.uint8)
+    probe = torch.ones(_PROBE_BYTES, dtype=torch.uint8)
     address = probe.data_ptr()
     try:
         with open("/proc/self/smaps") as fh:

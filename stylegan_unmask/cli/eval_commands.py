@@ -34,7 +34,7 @@ import click
 @click.option("--margin", type=click.FloatRange(min=0), default=None,
               help="Mask region margin beyond the jaw, in inter-ocular distances [default: 0.25].")
 @click.option("--schedule", type=click.Choice(["fast", "official"]), default="fast", show_default=True,
-              help="Projection schedule, as in `batch` ('official': NVIDIA's, at full resolution).")
+              help="Projection schedule, as in `batch` ('official': NVIDIA's projection as is).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
               show_default=True, help="Projection precision, as in `batch`.")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=2000, show_default=True,

@@ -62,8 +62,8 @@ def projection_options(f):
         click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const",
                      show_default=True, help="Noise maps used when they are not optimised."),
         click.option("--schedule", type=click.Choice(["fast", "official"]), default="fast", show_default=True,
-                     help="'fast': coarse-to-fine (renders only up to 256 px for most steps on larger networks); "
-                          "'official': NVIDIA's projection schedule at full resolution."),
+                     help="'fast': NVIDIA's schedule and loss computed faster (same function: non-fused "
+                          "modulation, one-node layer tails on a CPU); 'official': NVIDIA's projection as is."),
         click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
                      show_default=True,
                      help="'auto': bf16 on CPUs with native bf16, fp16 blocks on CUDA, else fp32. "
