@@ -229,7 +229,9 @@ def test_batch_of_two_equals_two_single_runs(G, vgg):
         # for near-zero gradient entries, so compare relative sizes, the image and the loss history.
         assert float((batch[i].w_plus - single.w_plus).norm() / single.w_plus.norm()) < 1e-2
         assert all(float((a - b).norm() / b.norm()) < 1e-2 for a, b in zip(batch[i].noise, single.noise))
-        assert float((batch[i].image - single.image).square().mean()) < 4 * 10 ** (-45 / 10)   # > 45 dB apart
+        # > 40 dB apart (measured: official schedule 1e-7..1.4e-5, the default's non-fused / lean render
+        # 5e-7..1.6e-4; two different answers would be ~1e-1)
+        assert float((batch[i].image - single.image).square().mean()) < 4 * 10 ** (-40 / 10)
         np.testing.assert_allclose(batch[i].losses["total"], single.losses["total"], rtol=1e-3)
         assert batch[i].psnr == pytest.approx(single.psnr, abs=0.05)
     assert not torch.allclose(batch[0].w_plus, batch[1].w_plus, atol=0.1)      # two different answers
