@@ -98,7 +98,7 @@ CONFIG_256 = dict(z_dim=512, w_dim=512, c_dim=0, img_resolution=256, img_channel
 
 
 def compare_schedules(G, device: torch.device, features, steps_total: int, timed_steps: int, reps: int,
-                      full_steps: int, seed: int = 0) -> Dict:
+                      full_steps: int, seed: int = 0, plain_baseline: bool = False) -> Dict:
     """Per-step cost of the official fp32 schedule and of the default, the whole-projection time of
     each computed from it (setup + steps x s/step), and (with full_steps > 0) complete projections of
     both from the same start: time, final visible-region loss and PSNR.
@@ -106,7 +106,8 @@ def compare_schedules(G, device: torch.device, features, steps_total: int, timed
     The target is an image the network draws (w = mapping(z), const noise, clamped to [-1, 1]);
     hidden: the bottom 40 % of the rows between 20 % and 80 % of the columns.
     """
-    from stylegan_unmask.projector import ProjectionConfig, project, resolve_precision, w_statistics
+    from stylegan_unmask.projector import (ProjectionConfig, project, resolve_compile, resolve_precision,
+                                           w_statistics)
 
     R = G.img_resolution
     with torch.no_grad():
@@ -116,7 +117,9 @@ def compare_schedules(G, device: torch.device, features, steps_total: int, timed
     w_statistics(G, 10000, device)
     default = ProjectionConfig()
     variants = {"official fp32": dict(schedule="official", precision="fp32"),
-                "default": dict(schedule=default.schedule, precision=default.precision)}
+                "default": dict(schedule=default.schedule, precision=default.precision, compile=default.compile)}
+    if resolve_compile(ProjectionConfig(steps=steps_total), device, G):
+        variants["default, no compile"] = dict(schedule=default.schedule, precision=default.precision, compile="off")
 
     def run(k: int, **kw) -> float:
         _sync(device)
@@ -125,22 +128,37 @@ def compare_schedules(G, device: torch.device, features, steps_total: int, timed
         _sync(device)
         return time.perf_counter() - start
 
-    for kw in variants.values():                                  # warm-up
-        run(1, **kw)
+    compile_seconds = {}
+    for name, kw in variants.items():                             # warm-up (the compiled step compiles here)
+        compile_seconds[name] = run(1, **kw)
     setup: Dict[str, List[float]] = {name: [] for name in variants}
     times: Dict[str, List[float]] = {name: [] for name in variants}
+    plain_name = "official fp32, plain process"
+    if plain_baseline:
+        setup[plain_name], times[plain_name] = [], []
     for _ in range(reps):                                         # interleaved: the noise hits all alike
         for name, kw in variants.items():
             setup[name].append(run(0, **kw))
             times[name].append(run(timed_steps, **kw))
+        if plain_baseline:
+            plain = plain_process_official(timed_steps, torch.get_num_threads())
+            setup[plain_name].append(plain["setup"])
+            times[plain_name].append(plain["setup"] + plain["per_step"] * timed_steps)
+    if plain_baseline:
+        variants = dict(variants, **{plain_name: {}})
+        compile_seconds[plain_name] = 0.0                         # nothing compiled: no overhead (below)
     t0 = {name: min(v) for name, v in setup.items()}
     per_step = {name: (min(times[name]) - t0[name]) / timed_steps for name in variants}
-    whole = {name: t0[name] + steps_total * per_step[name] for name in variants}
+    # A whole projection: setup + steps x s/step + what the first call cost beyond a step (compiling).
+    overhead = {name: max(compile_seconds[name] - t0[name] - per_step[name], 0.0) for name in variants}
+    whole = {name: t0[name] + overhead[name] + steps_total * per_step[name] for name in variants}
     out = dict(resolution=R, precision=resolve_precision(default.precision, device), per_step=per_step, setup=t0,
-               steps_total=steps_total, whole=whole, timed_steps=timed_steps)
+               steps_total=steps_total, whole=whole, timed_steps=timed_steps, first_call=compile_seconds)
     if full_steps > 0:
         finals = {}
         for name, kw in variants.items():
+            if name in ("default, no compile", plain_name):
+                continue
             _sync(device)
             start = time.perf_counter()
             r = project(G, target, mask, ProjectionConfig(steps=full_steps, **kw), device=device, progress=False,
@@ -155,11 +173,19 @@ def print_comparison(title: str, c: Dict) -> None:
     print(f"\n{title}: official fp32 vs default (fast schedule, {c['precision']}); "
           f"{c['timed_steps']} timed steps each, interleaved")
     for name, v in c["per_step"].items():
-        print(f"  {name:<14} {v:8.4f} s/step   setup {c['setup'][name]:6.2f} s")
-    ratio = c["per_step"]["official fp32"] / c["per_step"]["default"]
-    print(f"  per step: default {ratio:.2f}x faster")
-    print(f"  whole {c['steps_total']}-step projection, computed (setup + steps x s/step): official fp32 "
-          f"{c['whole']['official fp32']:.1f} s, default {c['whole']['default']:.1f} s "
+        print(f"  {name:<20} {v:8.4f} s/step   setup {c['setup'][name]:6.2f} s   "
+              f"first 1-step call {c['first_call'][name]:6.1f} s (includes compiling, if any)")
+    for name in c["per_step"]:
+        if name != "official fp32":
+            print(f"  per step: {name} {c['per_step']['official fp32'] / c['per_step'][name]:.2f}x faster")
+    plain = "official fp32, plain process"
+    if plain in c["per_step"]:
+        print(f"  per step: default {c['per_step'][plain] / c['per_step']['default']:.2f}x faster than the official "
+              f"fp32 step run as NVIDIA's code runs (fresh process, no huge pages, no heap reuse)")
+        print(f"  whole {c['steps_total']}-step projection: default {c['whole']['default']:.1f} s vs "
+              f"{c['whole'][plain]:.1f} s -> {c['whole'][plain] / c['whole']['default']:.2f}x")
+    print(f"  whole {c['steps_total']}-step projection, computed (setup + compiling + steps x s/step): official "
+          f"fp32 {c['whole']['official fp32']:.1f} s, default {c['whole']['default']:.1f} s "
           f"-> {c['whole']['official fp32'] / c['whole']['default']:.2f}x")
     if "full" in c:
         f = c["full"]
@@ -210,6 +236,53 @@ def render_ablation(G, device: torch.device, features, reps: int) -> Dict[str, f
     return {name: min(v) for name, v in times.items()}
 
 
+PLAIN_ENV = {"THP_MEM_ALLOC_ENABLE": "0", "STYLEGAN_UNMASK_HEAP_REUSE": "0"}
+
+
+def plain_process_official(timed_steps: int, threads: int) -> Dict[str, float]:
+    """The official fp32 schedule at 1024 px in a fresh process with torch's default memory behaviour
+    (no huge pages, freed tensors unmapped), i.e. how NVIDIA's projector runs: same network, target
+    and mask as the in-process runs. Returns setup and per-step seconds."""
+    import json
+    import subprocess
+
+    env = dict(os.environ, **PLAIN_ENV)
+    out = subprocess.run([sys.executable, __file__, "--plain-official-step", "--timed-steps", str(timed_steps),
+                          "--threads", str(threads)], env=env, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _plain_official_step(timed_steps: int) -> None:
+    import json
+
+    from stylegan_unmask.heap_reuse import heap_reuse_enabled
+    from stylegan_unmask.networks.stylegan2 import Generator
+    from stylegan_unmask.perceptual import VGG16Features
+    from stylegan_unmask.projector import ProjectionConfig, project, w_statistics
+
+    assert not heap_reuse_enabled(), "the plain baseline must run with heap reuse off"
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    G = Generator(**FFHQ_1024).eval().requires_grad_(False)
+    features = VGG16Features(("conv2_2",))
+    with torch.no_grad():
+        z = torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(0))
+        target = G.synthesis(G.mapping(z, None), noise_mode="const").clamp(-1, 1)
+    mask = _lower_face_mask(1, G.img_resolution, device)
+    w_statistics(G, 10000, device)
+
+    def run(k: int) -> float:
+        start = time.perf_counter()
+        project(G, target, mask, ProjectionConfig(steps=k, schedule="official", precision="fp32"), device=device,
+                progress=False, features=features)
+        return time.perf_counter() - start
+
+    run(1)
+    t0 = run(0)
+    tk = run(timed_steps)
+    print(json.dumps(dict(setup=t0, per_step=(tk - t0) / timed_steps, huge_pages=_huge_pages_state())))
+
+
 def _huge_pages_state() -> str:
     from stylegan_unmask.huge_pages import ENV_VAR, huge_pages_in_use
 
@@ -242,10 +315,23 @@ def main(argv=None) -> None:
     parser.add_argument("--full-steps-256", type=int, default=200,
                         help="complete projections of both at 256 px (FFHQ-style config, random weights)")
     parser.add_argument("--full-steps-64", type=int, default=1000, help="complete projections of both, 64 px fixture")
+    parser.add_argument("--no-plain-baseline", action="store_true",
+                        help="with --compare: skip the official step in a plain process (as NVIDIA's code runs)")
+    parser.add_argument("--warm-compile-cache", action="store_true",
+                        help="keep torch.compile's on-disk cache (default: a fresh one, so the first call of the "
+                             "compiled default includes a cold compile, as on a user's first run)")
+    parser.add_argument("--plain-official-step", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.plain_official_step:
+        _plain_official_step(args.timed_steps)
+        return
+    if not args.warm_compile_cache:
+        import tempfile
+
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="bench-projector-inductor-")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           ("cpu" if args.device == "auto" else args.device))
     batches: List[int] = args.batch or [1, 4]
@@ -277,7 +363,7 @@ def main(argv=None) -> None:
             G = Generator(**FFHQ_1024).eval().requires_grad_(False).to(device)
             print_comparison(f"FFHQ-1024 config (random weights), {device}", compare_schedules(
                 G, device, features.to(device), args.compare_steps, args.timed_steps, args.reps,
-                args.full_steps_1024))
+                args.full_steps_1024, plain_baseline=device.type == "cpu" and not args.no_plain_baseline))
             if args.ablation:
                 times = render_ablation(G, device, features.to(device), args.reps)
                 print(f"\nFFHQ-1024 config, {device}: one render + masked loss + backward to W+ (fp32)")

@@ -289,7 +289,7 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
               backend: str = "auto", margin: Optional[float] = None, optimize_noise: bool = False,
               noise_mode: str = "const", save_video: bool = False, shard=None, progress: bool = True,
               G=None, on_record: Optional[Callable[[BatchRecord], None]] = None, schedule: str = "fast",
-              precision: str = "auto") -> BatchSummary:
+              precision: str = "auto", compile: str = "auto") -> BatchSummary:
     """Unmask every image in ``folder`` into ``outdir/<relative path without extension>/``.
 
     ``on_record(record)`` is called after each photo (ok, failed or skipped).
@@ -323,7 +323,7 @@ def run_batch(folder: PathLike, outdir: PathLike, *, network: PathLike = "ffhq-1
 
     config = projection_config(steps=steps, lambda_perceptual=lambda_perceptual, init=init, seed=seed,
                                optimize_noise=optimize_noise, noise_mode=noise_mode, device=dev,
-                               schedule=schedule, precision=precision)
+                               schedule=schedule, precision=precision, compile=compile)
     settings = _jsonable(run_settings(network_source(G), config, margin=margin, aligned=aligned, backend=backend))
     report_settings = {**settings, "batch_size": batch_size, "device": str(dev), "shards": world,
                        "input": str(folder)}

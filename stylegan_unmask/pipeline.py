@@ -497,7 +497,7 @@ def unmask(photo, *, network: PathLike = DEFAULT_NETWORK, steps: int = 1000, lam
            callback: Optional[Callable] = None, preview_every: int = 50, progress: bool = True, G=None,
            record_video: bool = False, video_every: Optional[int] = None, work_size: Optional[int] = None,
            feather_px: Optional[float] = None, schedule: str = "fast",
-           precision: str = "auto") -> UnmaskResult:
+           precision: str = "auto", compile: str = "auto") -> UnmaskResult:
     """Show the face beneath the mask in ``photo`` (path, LoadedImage or RGB array).
 
     ``network``: registry name, URL or checkpoint path (ignored when ``G`` is
@@ -514,7 +514,7 @@ def unmask(photo, *, network: PathLike = DEFAULT_NETWORK, steps: int = 1000, lam
     t_network = time.perf_counter() - t0
     config = projection_config(steps=steps, lambda_perceptual=lambda_perceptual, init=init, seed=seed,
                                optimize_noise=optimize_noise, noise_mode=noise_mode, preview_every=preview_every,
-                               device=dev, schedule=schedule, precision=precision)
+                               device=dev, schedule=schedule, precision=precision, compile=compile)
     face = prepare_face(photo, G.img_resolution, mask=mask, aligned=aligned, landmarks=landmarks, box=box,
                         face_index=face_index, backend=backend, margin=margin, work_size=work_size,
                         crop_scale=network_crop_scale(G))

@@ -52,6 +52,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from stylegan_unmask import huge_pages
+from stylegan_unmask.compiled import MaybeCompiled
 
 __all__ = [
     "ProjectionConfig",
@@ -69,6 +70,8 @@ __all__ = [
     "resolve_precision",
     "cpu_has_native_bf16",
     "fast_render_options",
+    "COMPILE_MODES",
+    "resolve_compile",
 ]
 
 INIT_MODES = ("avg", "random", "best-of-N")
@@ -76,6 +79,10 @@ NOISE_MODES = ("const", "random", "none")
 LOSS_KEYS = ("total", "mse", "perceptual", "noise_reg")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("fast", "official")
+COMPILE_MODES = ("auto", "on", "off")
+# 'auto' compiles the fast schedule's step on a CPU from this network resolution up: below it
+# the compile time (cold: ~1 min) is not won back (docs/projector.md, "torch.compile").
+COMPILE_FROM_RESOLUTION = 256
 
 # w statistics (the latent jitter's scale) use a fixed seed, as the official
 # projector does, so they are a property of the network and not of config.seed.
@@ -105,6 +112,9 @@ class ProjectionConfig:
     else fp32 and one warning); 'fp16' (CUDA: the network's ``num_fp16_res``
     float16 blocks, as NVIDIA's projector; fp32 elsewhere); 'auto' = fp16 on
     CUDA, bf16 on CPUs with native bf16, else fp32.
+    ``compile``: run the fast schedule's step (render + loss + backward)
+    through ``torch.compile`` - 'auto' (on a CPU for networks of 256 px and
+    more), 'on' or 'off'; see :func:`resolve_compile`.
     """
 
     steps: int = 1000
@@ -129,6 +139,7 @@ class ProjectionConfig:
     candidate_batch: int = 8
     schedule: str = "fast"
     precision: str = "auto"
+    compile: str = "auto"
     phases: Optional[Tuple[Tuple[float, int], ...]] = None
 
     def __post_init__(self):
@@ -159,6 +170,8 @@ class ProjectionConfig:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {COMPILE_MODES}, got {self.compile!r}")
         if self.phases is not None:
             phases = tuple((float(f), int(r)) for f, r in self.phases)
             if not phases or any(not f > 0 for f, _ in phases) or abs(sum(f for f, _ in phases) - 1) > 1e-6:
@@ -228,6 +241,7 @@ class ProjectionResult:
     steps_run: int
     stopped_early: bool = False
     precision: str = "fp32"                   # the precision used: 'fp32' | 'bf16' | 'fp16' (final image: see render)
+    compiled: bool = False                    # the steps ran through torch.compile (see resolve_compile)
 
     def render(self, G, device=None, force_fp32: Optional[bool] = None) -> torch.Tensor:
         """Re-render [1, 3, R, R] (unclamped) from ``w_plus`` and the saved noise."""
@@ -307,19 +321,26 @@ class MaskedLoss:
         return sub
 
     def __call__(self, images: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        zero = torch.zeros((), dtype=images.dtype, device=images.device)
-        x = torch.where(self.visible, images, zero)
-        channels = images.shape[1]
-        mse = (self.weight * (x - self.target).square()).sum(dim=(1, 2, 3)) / (channels * self.visible_count)
-        if self.features is None:
-            return mse, torch.zeros_like(mse)
-        feats = self.features(self._perceptual_input(x))
-        perceptual = torch.zeros_like(mse)
-        for name in self.layers:
-            m_l = self.layer_weights[name]
-            diff = (feats[name] - self.target_features[name]).square()
-            perceptual = perceptual + (m_l * diff).sum(dim=(1, 2, 3)) / (diff.shape[1] * m_l.sum(dim=(1, 2, 3)))
-        return mse, perceptual
+        return _masked_loss_terms(images, self)
+
+
+def _masked_loss_terms(images: torch.Tensor, loss: MaskedLoss) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(mse, perceptual) per image: the body of ``MaskedLoss.__call__``, a plain function so that
+    ``torch.compile`` reads the loss's tensors as inputs (a new loss of the same shapes reuses the
+    compiled code)."""
+    zero = torch.zeros((), dtype=images.dtype, device=images.device)
+    x = torch.where(loss.visible, images, zero)
+    channels = images.shape[1]
+    mse = (loss.weight * (x - loss.target).square()).sum(dim=(1, 2, 3)) / (channels * loss.visible_count)
+    if loss.features is None:
+        return mse, torch.zeros_like(mse)
+    feats = loss.features(loss._perceptual_input(x))
+    perceptual = torch.zeros_like(mse)
+    for name in loss.layers:
+        m_l = loss.layer_weights[name]
+        diff = (feats[name] - loss.target_features[name]).square()
+        perceptual = perceptual + (m_l * diff).sum(dim=(1, 2, 3)) / (diff.shape[1] * m_l.sum(dim=(1, 2, 3)))
+    return mse, perceptual
 
 
 def psnr_visible(images: torch.Tensor, target: torch.Tensor, hidden_mask: torch.Tensor) -> torch.Tensor:
@@ -486,6 +507,35 @@ def _autocast(precision: str, device: torch.device):
     if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+def resolve_compile(config: "ProjectionConfig", device, G) -> bool:
+    """Whether the fast schedule's step (render + loss + backward) runs through ``torch.compile``.
+
+    'off': never; 'on': always with the fast schedule; 'auto': on a CPU for
+    networks of at least ``COMPILE_FROM_RESOLUTION`` px. The official schedule
+    is never compiled (it is the exact reference). A failed compile falls back
+    to the plain step with one warning (``stylegan_unmask.compiled``).
+    """
+    if config.schedule == "official" or config.compile == "off" or config.steps == 0:
+        return False
+    if config.compile == "on":
+        return True
+    return torch.device(device).type == "cpu" and G.img_resolution >= COMPILE_FROM_RESOLUTION
+
+
+def compiled_render_options(device) -> dict:
+    """Synthesis options of a compiled step: non-fused modulation written as plain ops, which the
+    compiler fuses itself (the hand-fused ``lean`` tail is an opaque autograd node to it)."""
+    return dict(fused_modconv=False)
+
+
+def _render_and_loss(G, ws: torch.Tensor, noise, loss: "MaskedLoss", force_fp32: bool, resolution: Optional[int],
+                     precision: str, options: Tuple[Tuple[str, object], ...]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """One step's forward pass: render (under the precision's autocast) and the masked loss terms."""
+    with _autocast(precision, ws.device):
+        images = _render(G, ws, noise, force_fp32, resolution, **dict(options))
+        return _masked_loss_terms(images, loss)
 
 
 def _supports_partial_render(G) -> bool:
@@ -732,7 +782,11 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     # On a CPU the network's fp16 blocks never run (force_fp32 changes nothing there); on CUDA only 'fp16' uses them.
     force_fp32 = config.force_fp32 if (precision == "fp16" or device.type != "cuda") else True
     autocast = _autocast(precision, device)
-    render_options = {} if config.schedule == "official" else fast_render_options(device)
+    # The plain step's synthesis options; a compiled step uses its own (same function) unless it fell back.
+    plain_options = tuple(sorted(({} if config.schedule == "official" else fast_render_options(device)).items()))
+    compiled_options = tuple(sorted(compiled_render_options(device).items()))
+    step_function = MaybeCompiled(_render_and_loss, "the projection step",
+                                  enabled=resolve_compile(config, device, G))
     R = G.img_resolution
     # Phases [(first step, render resolution, loss, W+ rows read)]; the official schedule has one, at R.
     phases = []
@@ -778,16 +832,19 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
         ws = w_opt
         if jitter_scale > 0:
             ws = w_opt + torch.randn([1, *w_opt.shape[1:]], generator=gen).to(device) * jitter_scale
-        with autocast:
-            images = _render(G, ws, noise, force_fp32, render_res, **render_options)
-            mse, perceptual = step_loss(images)
-        total = config.mse_weight * mse + config.lambda_perceptual * perceptual
-        if config.optimize_noise:
-            reg = noise_regularization(noise)
-            total = total + config.noise_regularize * reg
-        else:
-            reg = torch.zeros_like(total)
-        grads = torch.autograd.grad(total.sum(), params)
+
+        def evaluate(render_and_loss):
+            options = plain_options if render_and_loss is _render_and_loss else compiled_options
+            mse, perceptual = render_and_loss(G, ws, noise, step_loss, force_fp32, render_res, precision, options)
+            total = config.mse_weight * mse + config.lambda_perceptual * perceptual
+            if config.optimize_noise:
+                reg = noise_regularization(noise)
+                total = total + config.noise_regularize * reg
+            else:
+                reg = torch.zeros_like(total)
+            return mse, perceptual, total, reg, torch.autograd.grad(total.sum(), params)
+
+        mse, perceptual, total, reg, grads = step_function.run_checked(evaluate)
         for p, g in zip(params, grads):
             p.grad = g
         optimizer.step()
@@ -847,5 +904,6 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
             steps_run=steps_run,
             stopped_early=stopped,
             precision=precision,
+            compiled=step_function.compiled,
         ))
     return results

@@ -261,18 +261,23 @@ def test_unused_rows_follow_the_last_rendered_row(G256, vgg):
 # Quality: the default reaches the official loss.
 
 
-@pytest.mark.parametrize("network", ["fixture-64", "config-256", "faces-64"])
+@pytest.mark.parametrize("network", ["fixture-64", "config-256", "config-256-compiled", "faces-64"])
 def test_default_reaches_the_official_fp32_loss(network, G, G256, faces64, vgg, two_torch_threads):
     """In-range targets (images the network draws), the same steps: the default's final visible loss
-    (full render, official loss) is within 5 % of the official fp32 schedule's (or better)."""
-    net, steps = {"fixture-64": (G, 60), "config-256": (G256, 40), "faces-64": (faces64, 60)}[network]
+    (full render, official loss) is within 5 % of the official fp32 schedule's (or better). The compiled
+    step (what 'auto' picks on a CPU from 256 px up) is checked on the 256 px config."""
+    net, steps = {"fixture-64": (G, 60), "config-256": (G256, 40), "config-256-compiled": (G256, 40),
+                  "faces-64": (faces64, 60)}[network]
+    options = dict(compile="on" if network.endswith("compiled") else "off")
     R = net.img_resolution
     ratios = []
     for seed in (7, 1):
         target, hidden = render_target(net, seed), lower_face_mask(R)
         official = project(net, target, hidden, ProjectionConfig(steps=steps, schedule="official", precision="fp32"),
                            progress=False, features=vgg)[0]
-        default = project(net, target, hidden, ProjectionConfig(steps=steps), progress=False, features=vgg)[0]
+        default = project(net, target, hidden, ProjectionConfig(steps=steps, **options), progress=False,
+                          features=vgg)[0]
+        assert default.compiled == (options["compile"] == "on")
         start = project(net, target, hidden, ProjectionConfig(steps=0), progress=False, features=vgg)[0]
         assert default.final_loss < 0.5 * start.final_loss                  # it does optimise
         ratios.append(default.final_loss / official.final_loss)
@@ -296,3 +301,75 @@ def test_default_on_a_network_larger_than_the_loss_resolution(faces64, vgg, two_
           "coarse / official:", coarse.final_loss / official.final_loss)
     assert default.final_loss <= 1.05 * official.final_loss
     assert coarse.final_loss > 2 * official.final_loss
+
+
+# ----------------------------------------------------------------------------------------------
+# torch.compile of the fast schedule's step.
+
+
+def test_compile_choice(G, G256):
+    cpu = torch.device("cpu")
+    assert P.resolve_compile(ProjectionConfig(), cpu, G256)                       # auto: CPU, 256 px
+    assert not P.resolve_compile(ProjectionConfig(), cpu, G)                      # auto: 64 px does not pay
+    assert not P.resolve_compile(ProjectionConfig(), torch.device("cuda"), G256)  # auto: CPU only
+    assert P.resolve_compile(ProjectionConfig(compile="on"), cpu, G)
+    assert not P.resolve_compile(ProjectionConfig(compile="off"), cpu, G256)
+    assert not P.resolve_compile(ProjectionConfig(compile="on", schedule="official"), cpu, G256)
+    assert not P.resolve_compile(ProjectionConfig(compile="on", steps=0), cpu, G256)
+    with pytest.raises(ValueError, match="compile must be one of"):
+        ProjectionConfig(compile="yes")
+
+
+def test_compiled_step_is_the_plain_step(G, vgg, two_torch_threads):
+    """Same function: per-step losses and the final latent agree with the plain fp32 step to float
+    rounding, and the compiled run is deterministic (run twice, bit-identical)."""
+    target, hidden = render_target(G, 7), lower_face_mask(64)
+    kw = dict(steps=6, precision="fp32", init="random", optimize_noise=True)
+    plain = project(G, target, hidden, ProjectionConfig(compile="off", **kw), progress=False, features=vgg)[0]
+    first = project(G, target, hidden, ProjectionConfig(compile="on", **kw), progress=False, features=vgg)[0]
+    again = project(G, target, hidden, ProjectionConfig(compile="on", **kw), progress=False, features=vgg)[0]
+    assert first.compiled and again.compiled and not plain.compiled
+    np.testing.assert_allclose(first.losses["total"], plain.losses["total"], rtol=2e-4)
+    torch.testing.assert_close(first.w_plus, plain.w_plus, rtol=0, atol=2e-4 * float(plain.w_plus.abs().max()))
+    assert torch.equal(first.w_plus, again.w_plus) and np.array_equal(first.losses["total"], again.losses["total"])
+
+
+class _BrokenBackward(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("compiled backward failed (test)")
+
+
+@pytest.mark.parametrize("where", ["compile", "backward"])
+def test_a_failed_compile_falls_back_to_the_plain_step_with_one_warning(where, G, vgg, monkeypatch):
+    """No compiler, or an error in the compiled forward or backward: the run goes on with the plain
+    step (the same result as compile='off'), saying so once per process."""
+    from stylegan_unmask import compiled as C
+
+    monkeypatch.setattr(C.MaybeCompiled, "_broken", set())
+    monkeypatch.setattr(C, "_warned", set())
+
+    def fake_compile(fn, **kwargs):
+        if where == "compile":
+            def failing(*args, **kw):
+                raise RuntimeError("InvalidCxxCompiler: no working C++ compiler found (test)")
+            return failing
+        return lambda *args, **kw: tuple(_BrokenBackward.apply(t) for t in fn(*args, **kw))
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    target, hidden = render_target(G, 7), lower_face_mask(64)
+    kw = dict(steps=4, precision="fp32")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fell_back = project(G, target, hidden, ProjectionConfig(compile="on", **kw), progress=False,
+                            features=vgg)[0]
+        second = project(G, target, hidden, ProjectionConfig(compile="on", **kw), progress=False, features=vgg)[0]
+    fallbacks = [w for w in caught if issubclass(w.category, C.CompileFallbackWarning)]
+    assert len(fallbacks) == 1 and "without compiling" in str(fallbacks[0].message)
+    assert not fell_back.compiled and not second.compiled
+    plain = project(G, target, hidden, ProjectionConfig(compile="off", **kw), progress=False, features=vgg)[0]
+    assert torch.equal(fell_back.w_plus, plain.w_plus) and torch.equal(second.w_plus, plain.w_plus)

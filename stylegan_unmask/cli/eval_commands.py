@@ -37,6 +37,8 @@ import click
               help="Projection schedule, as in `batch` ('official': NVIDIA's projection as is).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
               show_default=True, help="Projection precision, as in `batch`.")
+@click.option("--compile", "compile_mode", type=click.Choice(["auto", "on", "off"]), default="auto",
+              show_default=True, help="torch.compile the projection step, as in `batch`.")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=2000, show_default=True,
               help="Bootstrap resamples for the 95% intervals.")
 @click.option("--no-plots", is_flag=True, help="Skip the matplotlib distribution plots.")
@@ -44,7 +46,7 @@ import click
 def eval_unmask_command(folder: Path, network: str, steps: int, limit: Optional[int], methods: str,
                         outdir: Optional[Path], lambda_perceptual: float, init: str, seed: int, device: str,
                         batch_size: Optional[int], backend: str, margin: Optional[float], schedule: str,
-                        precision: str, n_boot: int, no_plots: bool, quiet: bool):
+                        precision: str, compile_mode: str, n_boot: int, no_plots: bool, quiet: bool):
     """Measure unmasking against ground truth on a paired FOLDER (<id>/{masked.*, clean.*, gt_mask.png}).
 
     \b
@@ -68,7 +70,8 @@ def eval_unmask_command(folder: Path, network: str, steps: int, limit: Optional[
     result = run_eval(folder, outdir, network=network, steps=steps, lambda_perceptual=lambda_perceptual, init=init,
                       seed=seed, device=None if device == "auto" else device, methods=methods, limit=limit,
                       batch_size=batch_size, backend=backend, margin=margin, n_boot=n_boot, progress=not quiet,
-                      plots=not no_plots, **_projector_options(schedule=schedule, precision=precision))
+                      plots=not no_plots, **_projector_options(schedule=schedule, precision=precision,
+                                                             compile=compile_mode))
     c = result.counts
     click.echo(f"{c.get('ok', 0)} photos evaluated, {c.get('skipped', 0)} reused, {c.get('failed', 0)} failed")
     for key, err in result.failures:

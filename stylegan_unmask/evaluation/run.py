@@ -156,13 +156,13 @@ def run_eval(folder: PathLike, outdir: PathLike, *, network: Optional[PathLike] 
              batch_size: Optional[int] = None, backend: str = "auto", margin: Optional[float] = None,
              feather_px: Optional[float] = None, n_boot: int = DEFAULT_BOOTSTRAP, progress: bool = True,
              plots: bool = True, G=None, echo=None, schedule: Optional[str] = None,
-             precision: Optional[str] = None) -> EvalResult:
+             precision: Optional[str] = None, compile: Optional[str] = None) -> EvalResult:
     """Evaluate ``methods`` on the pairs below ``folder``; outputs in ``outdir`` (see the module docstring).
 
     ``limit``: the first K pairs in sorted key order. ``echo(line)`` receives
     failure lines as they happen (default: tqdm's write to stderr).
-    ``schedule`` / ``precision``: the projector's options of the same name
-    (as ``batch --schedule/--precision``); None keeps the projector's default.
+    ``schedule`` / ``precision`` / ``compile``: the projector's options of the same name
+    (as ``batch --schedule/--precision/--compile``); None keeps the projector's default.
     """
     from tqdm.auto import tqdm
 
@@ -195,7 +195,8 @@ def run_eval(folder: PathLike, outdir: PathLike, *, network: Optional[PathLike] 
     if batch_size < 1:
         raise UnmaskError(f"--batch-size {batch_size}: must be at least 1")
     resolution = int(G.img_resolution) if G is not None else RESOLUTION_WITHOUT_NETWORK
-    extra = {k: v for k, v in (("schedule", schedule), ("precision", precision)) if v is not None}
+    extra = {k: v for k, v in (("schedule", schedule), ("precision", precision), ("compile", compile))
+             if v is not None}
     config = projection_config(steps=steps, lambda_perceptual=lambda_perceptual, init=init, seed=seed,
                                device=dev, **extra) if G is not None else None
     crop_scale = network_crop_scale(G) if G is not None else 1.0
