@@ -17,9 +17,15 @@ and the default (fast schedule, auto precision) on the same network, target and 
 seconds per step, the whole-projection time computed from them (setup + steps x
 s/step), and complete projections of both (time, visible-region loss and PSNR of
 the final image) on the 64 px fixture, the shipped faces-64 model and a 256 px
-config. ``--ablation`` adds what each fast-render option buys at 1024 px.
-``import stylegan_unmask`` turns on huge pages for both; run with
-``THP_MEM_ALLOC_ENABLE=0`` for the figures without them (how NVIDIA's code runs).
+config. Where the default compiles its step (a CPU, 256 px and more) the
+plain fast step ("default, no compile") is timed too, and the default's
+whole-projection time includes its first compile, from an empty compile
+cache unless ``--warm-compile-cache``. At 1024 px on a CPU the official fp32
+step is also timed in a fresh process with huge pages and heap reuse off
+(how NVIDIA's projector runs; ``--no-plain-baseline`` skips it).
+``--ablation`` adds what each fast-render option buys at 1024 px.
+``import stylegan_unmask`` turns on huge pages and heap reuse for the
+in-process runs.
 
     python benchmarks/bench_projector.py                       # defaults
     python benchmarks/bench_projector.py --device cuda --steps-1024 50
