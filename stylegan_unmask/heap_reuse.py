@@ -20,13 +20,14 @@ changes where memory comes from, never a result. Must not import torch.
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import sys
 from typing import Optional
 
-__all__ = ["ENV_VAR", "keep_freed_memory", "heap_reuse_enabled"]
+__all__ = ["ENV_VAR", "keep_freed_memory", "heap_reuse_enabled", "fresh_mappings"]
 
 ENV_VAR = "STYLEGAN_UNMASK_HEAP_REUSE"
 _M_TRIM_THRESHOLD = -1       # glibc's mallopt parameter numbers (malloc.h)
@@ -62,6 +63,29 @@ def keep_freed_memory() -> bool:
     # mallopt returns 1 on success, 0 on failure.
     _enabled = bool(libc.mallopt(_M_MMAP_MAX, 0)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _TRIM_NEVER))
     return _enabled
+
+
+_GLIBC_DEFAULT_MMAP_MAX = 65536
+
+
+@contextlib.contextmanager
+def fresh_mappings():
+    """Within the block, a large allocation gets memory the kernel has not backed yet.
+
+    For probes that must see newly faulted memory (``huge_pages.huge_pages_in_use``):
+    the heap's free blocks are given back first (``malloc_trim``; glibc returns
+    their pages even in the middle of the heap), and mmap is allowed again, so a
+    block freed inside is unmapped, not kept.
+    """
+    libc = _glibc() if _enabled else None
+    if libc is not None:
+        libc.malloc_trim(0)
+        libc.mallopt(_M_MMAP_MAX, _GLIBC_DEFAULT_MMAP_MAX)
+    try:
+        yield
+    finally:
+        if libc is not None:
+            libc.mallopt(_M_MMAP_MAX, 0)
 
 
 def heap_reuse_enabled() -> bool:

@@ -47,14 +47,18 @@ def huge_pages_in_use() -> Optional[bool]:
 
     Read from the kernel's own account of this process (``/proc/self/smaps``,
     field ``AnonHugePages`` of the mapping that holds the tensor). The probe is
-    64 MiB, above glibc's largest mmap threshold (32 MiB), so it always gets
-    fresh pages rather than reused heap memory that would read as 4 KiB pages.
+    64 MiB, above glibc's largest mmap threshold (32 MiB), and made with mmap
+    allowed (``heap_reuse.fresh_mappings``), so it always gets fresh pages
+    rather than reused heap memory that would read as 4 KiB pages.
     """
     if not sys.platform.startswith("linux"):
         return None
     import torch
 
-    probe = torch.ones(_PROBE_BYTES, dtype=torch.uint8)
+    from stylegan_unmask.heap_reuse import fresh_mappings
+
+    with fresh_mappings():  # heap reuse would hand back old heap memory, which says nothing
+        probe = torch.ones(_PROBE_BYTES, dtype=torch.uint8)
     address = probe.data_ptr()
     try:
         with open("/proc/self/smaps") as fh:
