@@ -158,7 +158,7 @@ def compare_schedules(G, device: torch.device, features, steps_total: int, timed
     # A whole projection: setup + steps x s/step + what the first call cost beyond a step (compiling).
     overhead = {name: max(compile_seconds[name] - t0[name] - per_step[name], 0.0) for name in variants}
     whole = {name: t0[name] + overhead[name] + steps_total * per_step[name] for name in variants}
-    out = dict(resolution=R, precision=resolve_precision(default.precision, device), per_step=per_step, setup=t0,
+    out = dict(resolution=R, precision=resolve_precision(default.precision, device, R), per_step=per_step, setup=t0,
                steps_total=steps_total, whole=whole, timed_steps=timed_steps, first_call=compile_seconds)
     if full_steps > 0:
         finals = {}

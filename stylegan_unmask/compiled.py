@@ -36,6 +36,21 @@ def compile_available() -> bool:
     return hasattr(torch, "compile")
 
 
+# Each network, batch size, precision and render resolution is a graph of its own (dynamic=False).
+# torch's default of 8 per function would, once reached, run later shapes uncompiled without saying so.
+RECOMPILE_LIMIT = 64
+
+
+def _allow_recompiles() -> None:
+    try:
+        import torch._dynamo.config as dynamo_config
+    except ImportError:  # pragma: no cover - torch without dynamo
+        return
+    for name in ("recompile_limit", "cache_size_limit"):
+        if getattr(dynamo_config, name, RECOMPILE_LIMIT) < RECOMPILE_LIMIT:
+            setattr(dynamo_config, name, RECOMPILE_LIMIT)
+
+
 class MaybeCompiled:
     """``fn`` through ``torch.compile(fn, dynamic=False)`` (when ``enabled``), else ``fn`` itself.
 
@@ -56,6 +71,7 @@ class MaybeCompiled:
         self._compiled: Optional[Callable] = None
         self._proven = False
         if enabled and compile_available() and name not in self._broken:
+            _allow_recompiles()
             self._compiled = torch.compile(fn, dynamic=False)
 
     @property

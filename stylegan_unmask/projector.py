@@ -83,6 +83,8 @@ COMPILE_MODES = ("auto", "on", "off")
 # 'auto' compiles the fast schedule's step on a CPU from this network resolution up: below it
 # the compile time (cold: ~1 min) is not won back (docs/projector.md, "torch.compile").
 COMPILE_FROM_RESOLUTION = 256
+# 'auto' precision on a CPU with native bf16 uses it from this network resolution up (resolve_precision).
+BF16_FROM_RESOLUTION = 256
 
 # w statistics (the latent jitter's scale) use a fixed seed, as the official
 # projector does, so they are a property of the network and not of config.seed.
@@ -111,7 +113,7 @@ class ProjectionConfig:
     ``precision``: 'fp32'; 'bf16' (autocast; on a CPU only with native bf16,
     else fp32 and one warning); 'fp16' (CUDA: the network's ``num_fp16_res``
     float16 blocks, as NVIDIA's projector; fp32 elsewhere); 'auto' = fp16 on
-    CUDA, bf16 on CPUs with native bf16, else fp32.
+    CUDA, bf16 on CPUs with native bf16 (networks of 256 px and more), else fp32.
     ``compile``: run the fast schedule's step (render + loss + backward)
     through ``torch.compile`` - 'auto' (on a CPU for networks of 256 px and
     more), 'on' or 'off'; see :func:`resolve_compile`.
@@ -467,9 +469,12 @@ def cpu_has_native_bf16() -> bool:
     return bool(flags) and any(flag in flags for flag in _BF16_CPU_FLAGS)
 
 
-def resolve_precision(precision: str, device) -> str:
+def resolve_precision(precision: str, device, resolution: Optional[int] = None) -> str:
     """'auto' | 'fp32' | 'bf16' | 'fp16' on `device` -> the precision actually used ('fp32', 'bf16' or 'fp16').
 
+    'auto' on a CPU is bf16 only for networks of at least ``BF16_FROM_RESOLUTION``
+    px (``resolution``; None counts as large): below it bf16 bought 1.2x on a
+    64 px network and cost fit precision (docs/projector.md), so fp32 runs.
     A request the device cannot honour falls back to 'fp32' with one warning
     per process and kind.
     """
@@ -489,6 +494,8 @@ def resolve_precision(precision: str, device) -> str:
         if precision == "fp16":
             _warn_once("fp16-cpu", "precision='fp16' needs CUDA (CPUs have no fast float16 convolutions); "
                                    "projecting in fp32")
+            return "fp32"
+        if precision == "auto" and resolution is not None and resolution < BF16_FROM_RESOLUTION:
             return "fp32"
         if cpu_has_native_bf16():
             return "bf16"
@@ -776,7 +783,7 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
         loss_fn = MaskedLoss(target, hidden_mask, features=features, layers=config.perceptual_layers,
                              perceptual_resolution=config.perceptual_resolution)
 
-    precision = resolve_precision(config.precision, device)
+    precision = resolve_precision(config.precision, device, G.img_resolution)
     if device.type == "cpu":
         huge_pages.warn_if_unused()
     # On a CPU the network's fp16 blocks never run (force_fp32 changes nothing there); on CUDA only 'fp16' uses them.

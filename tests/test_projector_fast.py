@@ -96,6 +96,9 @@ def test_precision_selection_and_one_warning(monkeypatch):
     assert resolve_precision("fp32", cpu) == "fp32"
     monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision("auto", cpu) == "bf16" and resolve_precision("bf16", cpu) == "bf16"
+    assert resolve_precision("auto", cpu, 256) == "bf16" and resolve_precision("auto", cpu, 1024) == "bf16"
+    # Below 256 px 'auto' keeps fp32 (bf16 bought little there and cost fit precision); asked for, bf16 runs.
+    assert resolve_precision("auto", cpu, 64) == "fp32" and resolve_precision("bf16", cpu, 64) == "bf16"
     monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -142,7 +145,7 @@ def test_projection_runs_in_fp32_with_one_warning_without_native_bf16(G, monkeyp
     monkeypatch.setattr(P, "_warned", set())
     monkeypatch.setattr(P, "cpu_has_native_bf16", lambda: False)
     target, hidden = render_target(G, 2), lower_face_mask(64)
-    config = ProjectionConfig(steps=3, lambda_perceptual=0)
+    config = ProjectionConfig(steps=3, lambda_perceptual=0, precision="bf16")
     with pytest.warns(RuntimeWarning, match="native bf16"):
         r = project(G, target, hidden, config, progress=False)[0]
     exact = project(G, target, hidden, ProjectionConfig(steps=3, lambda_perceptual=0, precision="fp32"),

@@ -66,8 +66,9 @@ def projection_options(f):
                           "modulation, one-node layer tails on a CPU); 'official': NVIDIA's projection as is."),
         click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
                      show_default=True,
-                     help="'auto': bf16 on CPUs with native bf16, fp16 blocks on CUDA, else fp32. "
-                          "--schedule official --precision fp32 is the exact reference procedure."),
+                     help="'auto': bf16 on CPUs with native bf16 for networks of 256 px and more, fp16 blocks "
+                          "on CUDA, else fp32. --schedule official --precision fp32 is the exact reference "
+                          "procedure."),
         click.option("--compile", "compile_mode", type=click.Choice(["auto", "on", "off"]), default="auto",
                      show_default=True,
                      help="Run the fast schedule's step through torch.compile (same function, fused loops; "
