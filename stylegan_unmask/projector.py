@@ -81,7 +81,7 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 SCHEDULES = ("fast", "official")
 COMPILE_MODES = ("auto", "on", "off")
 # 'auto' compiles the fast schedule's step on a CPU from this network resolution up: below it
-# the compile time (cold: ~1 min) is not won back (docs/projector.md, "torch.compile").
+# the compile time (cold: ~40 s at 64 px) is not won back (docs/projector.md, "a compiled step").
 COMPILE_FROM_RESOLUTION = 256
 # 'auto' precision on a CPU with native bf16 uses it from this network resolution up (resolve_precision).
 BF16_FROM_RESOLUTION = 256
@@ -824,7 +824,9 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     history = torch.zeros([steps, len(LOSS_KEYS), N], dtype=torch.float32, device=device)
     lrs, jitters = np.zeros(steps, np.float64), np.zeros(steps, np.float64)
     steps_run, stopped = 0, False
-    bar = tqdm(range(steps), desc="projecting", unit="step", disable=not progress, leave=False)
+    # The first compiled step compiles (up to a minute or two on a CPU): say so instead of looking stuck.
+    bar = tqdm(range(steps), desc="projecting (compiling the step first)" if step_function.compiled else "projecting",
+               unit="step", disable=not progress, leave=False)
     phase_index = -1
     for step in bar:
         if phase_index + 1 < len(phases) and step >= phases[phase_index + 1][0]:
@@ -865,6 +867,8 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
         history[step] = torch.stack([total, mse, perceptual, reg]).detach()
         lrs[step], jitters[step] = lr, jitter_scale
         steps_run = step + 1
+        if step == 0 and progress and step_function.compiled:
+            bar.set_description("projecting")
         if progress and (step % 10 == 0 or step == steps - 1):
             bar.set_postfix(loss=f"{float(total.detach().mean()):.4g}")
         if callback is not None and (step == steps - 1 or (config.preview_every > 0 and step % config.preview_every == 0)):
