@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import os
 import sys
 from typing import Optional
@@ -41,9 +40,10 @@ def _glibc():
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the process's own symbols, libc's among them (no ldconfig at import)
         libc.gnu_get_libc_version  # only glibc has it
         libc.mallopt
+        libc.malloc_trim
     except (OSError, AttributeError):
         return None
     return libc
