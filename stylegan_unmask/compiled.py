@@ -14,7 +14,6 @@ only slower.
 """
 from __future__ import annotations
 
-import threading
 import warnings
 from typing import Callable, Optional
 
@@ -25,10 +24,6 @@ __all__ = ["MaybeCompiled", "CompileFallbackWarning", "compile_available"]
 
 class CompileFallbackWarning(RuntimeWarning):
     """torch.compile could not be used; the plain PyTorch function runs instead."""
-
-
-_warned: set = set()
-_lock = threading.Lock()
 
 
 def compile_available() -> bool:
@@ -95,10 +90,8 @@ class MaybeCompiled:
 
     def _fall_back(self, error: BaseException) -> None:
         self._compiled = None
-        with _lock:
-            self._broken.add(self.name)
-            first = self.name not in _warned
-            _warned.add(self.name)
+        first = self.name not in self._broken
+        self._broken.add(self.name)
         if first:
             summary = str(error).strip().splitlines()[0][:300] if str(error).strip() else type(error).__name__
             warnings.warn(f"torch.compile could not be used for {self.name} ({type(error).__name__}: {summary}); "

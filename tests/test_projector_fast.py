@@ -354,7 +354,6 @@ def test_a_failed_compile_falls_back_to_the_plain_step_with_one_warning(where, G
     from stylegan_unmask import compiled as C
 
     monkeypatch.setattr(C.MaybeCompiled, "_broken", set())
-    monkeypatch.setattr(C, "_warned", set())
 
     def fake_compile(fn, **kwargs):
         if where == "compile":
