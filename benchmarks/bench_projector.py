@@ -24,6 +24,9 @@ cache unless ``--warm-compile-cache``. At 1024 px on a CPU the official fp32
 step is also timed in a fresh process with huge pages and heap reuse off
 (how NVIDIA's projector runs; ``--no-plain-baseline`` skips it).
 ``--ablation`` adds what each fast-render option buys at 1024 px.
+``--floor`` times every convolution of one default 1024 px step alone (bf16,
+channels-last, forward and input gradient) and sets their sum, the step's
+lower bound on this CPU, against a tenth of the plain-process official step.
 ``import stylegan_unmask`` turns on huge pages and heap reuse for the
 in-process runs.
 
@@ -31,6 +34,7 @@ in-process runs.
     python benchmarks/bench_projector.py --device cuda --steps-1024 50
     python benchmarks/bench_projector.py --skip-1024 --threads 2
     python benchmarks/bench_projector.py --compare --ablation --threads 2   # official fp32 vs the new default
+    python benchmarks/bench_projector.py --floor --threads 2               # the convolutions' lower bound
 """
 from __future__ import annotations
 
@@ -242,6 +246,108 @@ def render_ablation(G, device: torch.device, features, reps: int) -> Dict[str, f
     return {name: min(v) for name, v in times.items()}
 
 
+def step_convolutions(G, features, resolution: int = 256) -> List[Dict]:
+    """Every convolution one default projection step runs: the synthesis layers (3x3, the upsampling
+    ones as stride-2 transposed convolutions at their input resolution), the ToRGBs, the 4x4 FIR of
+    each upsampling (layers and skip image) and VGG16 up to the loss's deepest layer at `resolution`.
+    Rows: name, input shape [1, C, H, W], weight shape, stride-2 transposed or not, groups, count."""
+    rows: List[Dict] = []
+    for block in G.synthesis.blocks():
+        R = block.resolution
+        for name in ("conv0", "conv1"):
+            layer = getattr(block, name, None)
+            if layer is None:
+                continue
+            out_c, in_c, k, _ = layer.weight.shape
+            up = layer.up == 2
+            rows.append(dict(name=f"b{R}.{name}" + (" (up)" if up else ""), x=[1, in_c, R // 2 if up else R],
+                             w=[out_c, in_c, k, k], transposed=up, groups=1))
+            if up:
+                rows.append(dict(name=f"b{R}.{name} FIR", x=[1, out_c, R + 3], w=[out_c, 1, 4, 4],
+                                 transposed=False, groups=out_c))
+        if getattr(block, "torgb", None) is not None:
+            out_c, in_c, k, _ = block.torgb.weight.shape
+            rows.append(dict(name=f"b{R}.torgb", x=[1, in_c, R], w=[out_c, in_c, k, k], transposed=False, groups=1))
+            if block.in_channels:
+                rows.append(dict(name=f"b{R} image FIR", x=[1, out_c, R + 3], w=[out_c, 1, 4, 4], transposed=False,
+                                 groups=out_c))
+    size = resolution
+    for name, conv in features.convs.items():
+        rows.append(dict(name=f"VGG {name}", x=[1, conv.in_channels, size], w=list(conv.weight.shape),
+                         transposed=False, groups=1))
+        if name in features.layers and name == features.layers[-1]:
+            break
+        if name.endswith(("1_2", "2_2", "3_3", "4_3")):
+            size //= 2
+    for row in rows:
+        n, c, r = row["x"]
+        row["x"] = [n, c, r, r]
+        out_c, in_per_group, kh, kw = row["w"]
+        # 2 x multiply-adds: per input pixel for a transposed convolution, else per output pixel
+        # (3x3 with padding 1 and 1x1 keep the size; the FIR runs on its padded input, no padding)
+        out_res = r - 3 if kh == 4 else r
+        pixels = r * r if row["transposed"] else out_res * out_res
+        row["gflop"] = 2 * pixels * kh * kw * in_per_group * out_c / 1e9
+    return rows
+
+
+def convolution_floor(G, features, reps: int) -> Dict:
+    """Each convolution of one default step (bf16, channels-last as the compiled step runs them, forward
+    and input gradient) timed alone, minimum of `reps`; and the dense bf16 GEMM rate of this CPU."""
+    import torch.nn.functional as F
+
+    rows = step_convolutions(G, features)
+    for row in rows:
+        x = torch.randn(row["x"]).to(torch.bfloat16, memory_format=torch.channels_last).requires_grad_(True)
+        w_shape = [row["w"][1], row["w"][0], *row["w"][2:]] if row["transposed"] else row["w"]
+        w = torch.randn(w_shape).to(torch.bfloat16, memory_format=torch.channels_last)
+        padding = row["w"][-1] // 2 if row["w"][-1] == 3 and not row["transposed"] else 0
+
+        def conv():
+            if row["transposed"]:
+                return F.conv_transpose2d(x, w, stride=2)
+            return F.conv2d(x, w, padding=padding, groups=row["groups"])
+
+        fwd, bwd = [], []
+        for _ in range(reps + 1):
+            start = time.perf_counter()
+            y = conv()
+            mid = time.perf_counter()
+            torch.autograd.grad(y, [x], torch.ones_like(y))
+            fwd.append(mid - start)
+            bwd.append(time.perf_counter() - mid)
+        row["forward_s"], row["input_grad_s"] = min(fwd[1:]), min(bwd[1:])
+    a = torch.randn(4096, 4096, dtype=torch.bfloat16)
+    b = torch.randn(4096, 4096, dtype=torch.bfloat16)
+    a @ b
+    gemm = []
+    for _ in range(reps + 1):
+        start = time.perf_counter()
+        a @ b
+        gemm.append(time.perf_counter() - start)
+    return dict(rows=rows, gemm_gflops=2 * 4096 ** 3 / min(gemm[1:]) / 1e9)
+
+
+def print_floor(floor: Dict, plain: Dict = None) -> None:
+    rows = floor["rows"]
+    print(f"\nconvolutions of one default FFHQ-1024 step (bf16, channels-last, forward + input gradient, "
+          f"each timed alone, {torch.get_num_threads()} threads)")
+    print(f"  {'convolution':<22} {'input':<20} {'GFLOP':>7} {'fwd ms':>8} {'grad ms':>8}")
+    for row in rows:
+        print(f"  {row['name']:<22} {str(row['x']):<20} {row['gflop']:>7.2f} {row['forward_s'] * 1e3:>8.1f} "
+              f"{row['input_grad_s'] * 1e3:>8.1f}")
+    gflop = 2 * sum(row["gflop"] for row in rows)                 # the input gradient costs what the forward does
+    seconds = sum(row["forward_s"] + row["input_grad_s"] for row in rows)
+    print(f"  total: {gflop:.0f} GFLOP in {seconds:.3f} s ({gflop / seconds:.0f} GFLOPS); dense bf16 GEMM "
+          f"4096^3 on this CPU: {floor['gemm_gflops']:.0f} GFLOPS (those GFLOP at that rate: "
+          f"{gflop / floor['gemm_gflops']:.3f} s)")
+    if plain is not None:
+        target = plain["per_step"] / 10
+        print(f"  official fp32 step, plain process: {plain['per_step']:.2f} s; a tenth of it: {target:.3f} s "
+              f"per step for everything (convolutions, elementwise work, Adam, compiling); the "
+              f"convolutions alone leave {target - seconds:+.3f} s")
+
+
 PLAIN_ENV = {"THP_MEM_ALLOC_ENABLE": "0", "STYLEGAN_UNMASK_HEAP_REUSE": "0"}
 
 
@@ -326,6 +432,9 @@ def main(argv=None) -> None:
     parser.add_argument("--warm-compile-cache", action="store_true",
                         help="keep torch.compile's on-disk cache (default: a fresh one, so the first call of the "
                              "compiled default includes a cold compile, as on a user's first run)")
+    parser.add_argument("--floor", action="store_true",
+                        help="time each convolution of a default 1024 px step alone (the step's lower bound) "
+                             "against a tenth of the plain-process official step")
     parser.add_argument("--plain-official-step", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
@@ -344,6 +453,15 @@ def main(argv=None) -> None:
     from stylegan_unmask.perceptual import VGG16Features
 
     features = VGG16Features(("conv2_2",))
+    if args.floor:
+        from stylegan_unmask.networks.stylegan2 import Generator
+
+        torch.manual_seed(0)
+        G = Generator(**FFHQ_1024).eval().requires_grad_(False)
+        floor = convolution_floor(G, features, args.reps)
+        plain = None if args.no_plain_baseline else plain_process_official(args.timed_steps, torch.get_num_threads())
+        print_floor(floor, plain)
+        return
     if args.compare:
         from stylegan_unmask.checkpoints import load_generator
         from stylegan_unmask.networks.stylegan2 import Generator
