@@ -43,7 +43,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
@@ -250,7 +250,9 @@ def step_convolutions(G, features, resolution: int = 256) -> List[Dict]:
     """Every convolution one default projection step runs: the synthesis layers (3x3, the upsampling
     ones as stride-2 transposed convolutions at their input resolution), the ToRGBs, the 4x4 FIR of
     each upsampling (layers and skip image) and VGG16 up to the loss's deepest layer at `resolution`.
-    Rows: name, input shape [1, C, H, W], weight shape, stride-2 transposed or not, groups, count."""
+    Rows: name, input shape x [1, C, H, W], weight shape w, transposed (stride 2) or not, groups, gflop."""
+    from stylegan_unmask.perceptual import _POOL_AFTER
+
     rows: List[Dict] = []
     for block in G.synthesis.blocks():
         R = block.resolution
@@ -260,28 +262,27 @@ def step_convolutions(G, features, resolution: int = 256) -> List[Dict]:
                 continue
             out_c, in_c, k, _ = layer.weight.shape
             up = layer.up == 2
-            rows.append(dict(name=f"b{R}.{name}" + (" (up)" if up else ""), x=[1, in_c, R // 2 if up else R],
+            rows.append(dict(name=f"b{R}.{name}" + (" (up)" if up else ""), x=[1, in_c] + [R // 2 if up else R] * 2,
                              w=[out_c, in_c, k, k], transposed=up, groups=1))
             if up:
-                rows.append(dict(name=f"b{R}.{name} FIR", x=[1, out_c, R + 3], w=[out_c, 1, 4, 4],
+                rows.append(dict(name=f"b{R}.{name} FIR", x=[1, out_c, R + 3, R + 3], w=[out_c, 1, 4, 4],
                                  transposed=False, groups=out_c))
         if getattr(block, "torgb", None) is not None:
             out_c, in_c, k, _ = block.torgb.weight.shape
-            rows.append(dict(name=f"b{R}.torgb", x=[1, in_c, R], w=[out_c, in_c, k, k], transposed=False, groups=1))
+            rows.append(dict(name=f"b{R}.torgb", x=[1, in_c, R, R], w=[out_c, in_c, k, k], transposed=False, groups=1))
             if block.in_channels:
-                rows.append(dict(name=f"b{R} image FIR", x=[1, out_c, R + 3], w=[out_c, 1, 4, 4], transposed=False,
+                rows.append(dict(name=f"b{R} image FIR", x=[1, out_c, R + 3, R + 3], w=[out_c, 1, 4, 4], transposed=False,
                                  groups=out_c))
     size = resolution
     for name, conv in features.convs.items():
-        rows.append(dict(name=f"VGG {name}", x=[1, conv.in_channels, size], w=list(conv.weight.shape),
+        rows.append(dict(name=f"VGG {name}", x=[1, conv.in_channels, size, size], w=list(conv.weight.shape),
                          transposed=False, groups=1))
-        if name in features.layers and name == features.layers[-1]:
+        if name == features.layers[-1]:
             break
-        if name.endswith(("1_2", "2_2", "3_3", "4_3")):
+        if name in _POOL_AFTER:
             size //= 2
     for row in rows:
-        n, c, r = row["x"]
-        row["x"] = [n, c, r, r]
+        r = row["x"][-1]
         out_c, in_per_group, kh, kw = row["w"]
         # 2 x multiply-adds: per input pixel for a transposed convolution, else per output pixel
         # (3x3 with padding 1 and 1x1 keep the size; the FIR runs on its padded input, no padding)
@@ -328,7 +329,7 @@ def convolution_floor(G, features, reps: int) -> Dict:
     return dict(rows=rows, gemm_gflops=2 * 4096 ** 3 / min(gemm[1:]) / 1e9)
 
 
-def print_floor(floor: Dict, plain: Dict = None) -> None:
+def print_floor(floor: Dict, plain: Optional[Dict] = None) -> None:
     rows = floor["rows"]
     print(f"\nconvolutions of one default FFHQ-1024 step (bf16, channels-last, forward + input gradient, "
           f"each timed alone, {torch.get_num_threads()} threads)")
