@@ -1,0 +1,183 @@
+"""Measure the face-mask region: landmark polygon vs segmenter, and the detection retries.
+
+    python benchmarks/bench_segmenter.py --data ../shared/data/dev --cache /tmp/segbench [--model PATH]
+
+Landmarks of every masked photo (and of each pair's clean twin, for the eye
+check) are found once per detection strategy and cached. Then, on
+``real_masks`` (hand-labelled real masks) and ``paired`` (pasted masks), it
+prints detection rate, coverage median / p10 (GT body), overreach median and
+photos whose region touches the clean photo's eyes, for the landmark region
+and for the segmenter at the given thresholds and seam margins.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def load_rgb(path) -> np.ndarray:
+    return np.ascontiguousarray(cv2.imread(str(path), cv2.IMREAD_COLOR)[:, :, ::-1])
+
+
+def landmarks_with_pad(image, pad: float, mode: str):
+    """68 points found on the photo, or (if the chain finds nothing) on a padded copy; None when none."""
+    from stylegan_unmask.errors import NoFaceError
+    from stylegan_unmask.landmarks import find_landmarks
+
+    try:
+        return find_landmarks(image, backend="dlib").points
+    except NoFaceError:
+        if pad <= 0:
+            return None
+    h, w = image.shape[:2]
+    p = int(round(pad * max(h, w)))
+    border = cv2.BORDER_REPLICATE if mode == "rep" else cv2.BORDER_CONSTANT
+    padded = cv2.copyMakeBorder(image, p, p, p, p, border, value=(0, 0, 0))
+    try:
+        return find_landmarks(padded, backend="dlib").points - p
+    except NoFaceError:
+        return None
+
+
+def items(data: Path):
+    """(set, id, masked, gt, clean or None) for real_masks and the unflagged paired set."""
+    from stylegan_unmask.eval_masks import find_paired_items
+
+    for it in find_paired_items(data / "real_masks"):
+        yield "real_masks", it.id, it.masked, it.gt, None
+    for it in find_paired_items(data / "paired"):
+        if not it.flagged:
+            yield "paired", f"{it.source}/{it.id}", it.masked, it.gt, it.clean
+
+
+def cached_landmarks(data: Path, cache: Path, strategy: str):
+    path = cache / f"landmarks_{strategy}.json"
+    if path.is_file():
+        return json.loads(path.read_text())
+    pad, mode = (0.0, "rep") if strategy in ("none", "clean") else (float(strategy.split("-")[0]) / 100, strategy.split("-")[1])
+    out = {}
+    for name, key, masked, gt, clean in items(data):
+        pts = None if strategy == "clean" else landmarks_with_pad(load_rgb(masked), pad, mode)
+        entry = {"masked": None if pts is None else pts.tolist()}
+        if clean is not None and strategy == "clean":
+            cpts = landmarks_with_pad(load_rgb(clean), 0.0, "rep")
+            entry["masked"] = None if cpts is None else cpts.tolist()
+        out[f"{name}/{key}"] = entry
+    cache.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(out))
+    return out
+
+
+def summarise(rows):
+    cov = np.array([r["cov"] for r in rows])
+    ovr = np.array([r["over"] for r in rows])
+    eyes = [r["eye"] for r in rows if r.get("eye") is not None]
+    return (f"cov med {np.median(cov):.3f} p10 {np.percentile(cov, 10):.3f}  over med {np.median(ovr):.3f} "
+            f"p90 {np.percentile(ovr, 90):.3f}  eyes_hit {sum(e > 0 for e in eyes)}/{len(eyes)}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "dev"))
+    ap.add_argument("--cache", default="/tmp/segbench")
+    ap.add_argument("--model", default=None, help="segmenter weights (default: the shipped ones)")
+    ap.add_argument("--strategies", default="none,25-rep,50-rep,25-const")
+    ap.add_argument("--use", default="25-rep", help="detection strategy the regions are measured with")
+    ap.add_argument("--thresholds", default="0.5")
+    ap.add_argument("--seams", default="0.03")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--worst", type=int, default=0, help="write overlays of the N worst photos per set")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(args.threads)
+    from stylegan_unmask.eval_masks import coverage_overreach, eye_overlap
+    from stylegan_unmask.face.segment import clean_region, frame_matrix, from_frame, load_segmenter, to_frame
+    from stylegan_unmask.mask import mask_from_landmarks
+
+    data, cache = Path(args.data), Path(args.cache)
+    lms = {}
+    for s in args.strategies.split(","):
+        t = time.perf_counter()
+        lms[s] = cached_landmarks(data, cache, s)
+        for name in ("real_masks", "paired"):
+            found = [v["masked"] is not None for k, v in lms[s].items() if k.startswith(name + "/")]
+            print(f"detection {s:>9} {name:<10}: {sum(found)}/{len(found)} ({np.mean(found):.1%})"
+                  f"  [{time.perf_counter() - t:.0f} s]")
+    lm = lms[args.use]
+    clean_lm = cached_landmarks(data, cache, "clean")
+    model = load_segmenter(args.model)
+    thresholds = [float(v) for v in args.thresholds.split(",")]
+    seams = [float(v) for v in args.seams.split(",")]
+    results = {("landmarks",): []}
+    times = []
+    per_photo = []
+    for name, key, masked, gtp, clean in items(data):
+        e = lm[f"{name}/{key}"]
+        if e["masked"] is None:
+            continue
+        img = load_rgb(masked)
+        gt = cv2.imread(str(gtp), cv2.IMREAD_GRAYSCALE) > 127
+        pts = np.array(e["masked"])
+        c = clean_lm[f"{name}/{key}"]["masked"] if name == "paired" else None
+        cpts = None if c is None else np.array(c)
+        region = mask_from_landmarks(pts, gt.shape)
+        row = dict(zip(("cov", "full", "over"), coverage_overreach(region, gt)), set=name, id=key)
+        row["eye"] = None if cpts is None else eye_overlap(region, cpts)
+        results[("landmarks",)].append(row)
+        t = time.perf_counter()
+        m = frame_matrix(pts)
+        prob = from_frame(model.probabilities(to_frame(img, m)[None])[0], m, img.shape)
+        times.append(time.perf_counter() - t)
+        for th in thresholds:
+            for sm in seams:
+                reg = clean_region(prob > th, pts, seam=sm)
+                r = dict(zip(("cov", "full", "over"), coverage_overreach(reg, gt)), set=name, id=key)
+                r["eye"] = None if cpts is None else eye_overlap(reg, cpts)
+                results.setdefault(("segment", th, sm), []).append(r)
+                if th == thresholds[0] and sm == seams[0]:
+                    per_photo.append((name, key, masked, gt, region, reg, r, row))
+    for k, rows in results.items():
+        for name in ("real_masks", "paired"):
+            sel = [r for r in rows if r["set"] == name]
+            print(f"{' '.join(str(v) for v in k):<22} {name:<10} n={len(sel):<4} {summarise(sel)}")
+    print(f"segmenter: {1000 * np.median(times):.1f} ms per face (median; encoder + decoder + warp back), "
+          f"{torch.get_num_threads()} thread(s)")
+    if args.worst:
+        write_worst(per_photo, cache / "worst", args.worst)
+
+
+def write_worst(per_photo, out: Path, n: int):
+    """Side-by-side overlays (GT | landmarks | segmenter) of the photos with the lowest segmenter coverage."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("real_masks", "paired"):
+        sel = sorted([p for p in per_photo if p[0] == name], key=lambda p: p[6]["cov"] - p[6]["over"])[:n]
+        for _, key, masked, gt, lreg, sreg, r, lrow in sel:
+            img = load_rgb(masked)
+            tiles = [overlay(img, gt, (0, 200, 0)), overlay(img, lreg, (255, 160, 0)), overlay(img, sreg, (255, 0, 80))]
+            sheet = np.hstack([cv2.resize(t, (256, int(256 * img.shape[0] / img.shape[1]))) for t in tiles])
+            fn = out / f"{name}_{key.replace('/', '_')}_cov{r['cov']:.2f}_over{r['over']:.2f}.png"
+            cv2.imwrite(str(fn), sheet[:, :, ::-1])
+
+
+def overlay(img, region, colour):
+    out = img.astype(np.float32).copy()
+    out[region] = 0.55 * out[region] + 0.45 * np.array(colour, np.float32)
+    out = out.astype(np.uint8)
+    cs, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, cs, -1, colour, max(1, img.shape[0] // 250))
+    return out
+
+
+if __name__ == "__main__":
+    main()
