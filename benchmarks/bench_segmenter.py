@@ -41,7 +41,17 @@ def landmarks_with_pad(image, pad: float, mode: str):
     h, w = image.shape[:2]
     p = int(round(pad * max(h, w)))
     border = cv2.BORDER_REPLICATE if mode == "rep" else cv2.BORDER_CONSTANT
-    padded = cv2.copyMakeBorder(image, p, p, p, p, border, value=(0, 0, 0))
+    padded = cv2.copyMakeBorder(image, p, p, p, p, border, value=(127, 127, 127) if mode.startswith("grey") else 0)
+    if mode.endswith("-low"):  # CenterFace at lower thresholds on the padded photo
+        from stylegan_unmask import detect
+        from stylegan_unmask.landmarks import _hog_like_box
+
+        for th in (0.3, 0.15):
+            for side in (640, 384, 256):
+                faces = sorted(detect.detect_centerface(padded, side=side, threshold=th), key=lambda f: -f.area)
+                if faces:
+                    return find_landmarks(padded, backend="dlib", box=_hog_like_box(faces[0])).points - p
+        return None
     try:
         return find_landmarks(padded, backend="dlib").points - p
     except NoFaceError:
@@ -63,7 +73,7 @@ def cached_landmarks(data: Path, cache: Path, strategy: str):
     path = cache / f"landmarks_{strategy}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    pad, mode = (0.0, "rep") if strategy in ("none", "clean") else (float(strategy.split("-")[0]) / 100, strategy.split("-")[1])
+    pad, mode = (0.0, "rep") if strategy in ("none", "clean") else (float(strategy.split("-")[0]) / 100, strategy.split("-", 1)[1])
     out = {}
     for name, key, masked, gt, clean in items(data):
         pts = None if strategy == "clean" else landmarks_with_pad(load_rgb(masked), pad, mode)
@@ -94,6 +104,8 @@ def main(argv=None):
     ap.add_argument("--use", default="25-rep", help="detection strategy the regions are measured with")
     ap.add_argument("--thresholds", default="0.5")
     ap.add_argument("--seams", default="0.03")
+    ap.add_argument("--fills", default="close")
+    ap.add_argument("--single-frame", action="store_true", help="no zoomed-out second frame")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--worst", type=int, default=0, help="write overlays of the N worst photos per set")
     args = ap.parse_args(argv)
@@ -102,7 +114,8 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     from stylegan_unmask.eval_masks import coverage_overreach, eye_overlap
-    from stylegan_unmask.face.segment import clean_region, frame_matrix, from_frame, load_segmenter, to_frame
+    from stylegan_unmask.face.segment import (clean_region, frame_matrix, from_frame, load_segmenter,
+                                              probability_map, to_frame)
     from stylegan_unmask.mask import mask_from_landmarks
 
     data, cache = Path(args.data), Path(args.cache)
@@ -136,17 +149,21 @@ def main(argv=None):
         row["eye"] = None if cpts is None else eye_overlap(region, cpts)
         results[("landmarks",)].append(row)
         t = time.perf_counter()
-        m = frame_matrix(pts)
-        prob = from_frame(model.probabilities(to_frame(img, m)[None])[0], m, img.shape)
+        if args.single_frame:
+            m = frame_matrix(pts)
+            prob = from_frame(model.probabilities(to_frame(img, m)[None])[0], m, img.shape)
+        else:
+            prob = probability_map(img, pts, model, thresholds[0])[0]
         times.append(time.perf_counter() - t)
         for th in thresholds:
             for sm in seams:
-                reg = clean_region(prob > th, pts, seam=sm)
-                r = dict(zip(("cov", "full", "over"), coverage_overreach(reg, gt)), set=name, id=key)
-                r["eye"] = None if cpts is None else eye_overlap(reg, cpts)
-                results.setdefault(("segment", th, sm), []).append(r)
-                if th == thresholds[0] and sm == seams[0]:
-                    per_photo.append((name, key, masked, gt, region, reg, r, row))
+                for fill in args.fills.split(","):
+                    reg = clean_region(prob > th, pts, seam=sm, shape_fill=fill)
+                    r = dict(zip(("cov", "full", "over"), coverage_overreach(reg, gt)), set=name, id=key)
+                    r["eye"] = None if cpts is None else eye_overlap(reg, cpts)
+                    results.setdefault(("segment", th, sm, fill), []).append(r)
+                    if th == thresholds[0] and sm == seams[0] and fill == args.fills.split(",")[0]:
+                        per_photo.append((name, key, masked, gt, region, reg, r, row))
     for k, rows in results.items():
         for name in ("real_masks", "paired"):
             sel = [r for r in rows if r["set"] == name]

@@ -48,6 +48,20 @@ DEFAULT_SEAM = 0.03
 #: Eye contours grown by this many face units are never part of the region.
 EYE_CLEARANCE = 0.08
 
+#: The second frame's scale relative to the first (see :func:`probability_map`).
+ZOOM_OUT = 0.7
+#: Frame pixels next to its edge that count as "the edge".
+EDGE = 3
+
+
+#: Post-processing of the thresholded map: "holes" (largest piece, holes filled), "close" (also a
+#: morphological closing of CLOSE_RADIUS face units, which fills bays a print or a reflection bit
+#: out of the edge), "hull" (the convex hull of the largest piece).
+FILLS = ("holes", "close", "hull")
+DEFAULT_FILL = "close"
+CLOSE_RADIUS = 0.25
+
+
 MODEL_FILE = "segmenter.pt"
 PathLike = Union[str, Path]
 
@@ -231,33 +245,79 @@ class Segmentation:
 
 
 def segment_face(image: np.ndarray, points68, *, threshold: float = DEFAULT_THRESHOLD, seam: float = DEFAULT_SEAM,
-                 model: Optional[Segmenter] = None, eyes: bool = True) -> Segmentation:
+                 model: Optional[Segmenter] = None, eyes: bool = True, shape_fill: str = DEFAULT_FILL) -> Segmentation:
     """Segment the face mask of the face whose landmarks are ``points68`` in ``image`` (RGB uint8).
 
     Works in any pixel space (photo or aligned face). ``seam`` grows the region
-    by that many face units; ``eyes`` cuts the eye contours (+ clearance) out.
+    by that many face units; ``eyes`` cuts the eye contours (+ clearance) out;
+    ``shape_fill`` is the post-processing (:func:`clean_region`).
     """
     img = np.asarray(image)
     if img.ndim != 3 or img.shape[2] != 3 or img.dtype != np.uint8:
         raise ValueError(f"expected an HxWx3 uint8 image, got {img.dtype} {img.shape}")
     model = model or load_segmenter()
+    prob, m, frame = probability_map(img, points68, model, threshold)
+    region = clean_region(prob > threshold, points68, seam=seam, eyes=eyes, shape_fill=shape_fill)
+    return Segmentation(region, prob, m, frame)
+
+
+def probability_map(img: np.ndarray, points68, model: Segmenter, threshold: float = DEFAULT_THRESHOLD):
+    """(photo-sized probability, frame matrix, frame). When the mask runs into the frame's edge
+    while the photo goes on (landmarks that guessed the face too small or off-centre), a second
+    frame zoomed out by :data:`ZOOM_OUT` fills in what the first could not see."""
     m = frame_matrix(points68)
     frame = to_frame(img, m)
     prob_frame = model.probabilities(frame[None])[0]
     prob = from_frame(prob_frame, m, img.shape)
-    region = clean_region(prob > threshold, points68, seam=seam, eyes=eyes)
-    return Segmentation(region, prob, m, frame)
+    if not _runs_off_frame(prob_frame > threshold, m, img.shape):
+        return prob, m, frame
+    m2 = frame_matrix(points68, (np.log(ZOOM_OUT), 0.0, 0.0, 0.0))
+    prob2 = from_frame(model.probabilities(to_frame(img, m2)[None])[0], m2, img.shape)
+    inside = from_frame(np.ones((FRAME_SIZE - 2 * EDGE, FRAME_SIZE - 2 * EDGE), np.float32),
+                        _shifted(m, EDGE), img.shape) > 0.5
+    return np.where(inside, 0.5 * (prob + prob2), prob2).astype(np.float32), m, frame
 
 
-def clean_region(mask: np.ndarray, points68, seam: float = DEFAULT_SEAM, eyes: bool = True) -> np.ndarray:
-    """Largest piece, holes filled, grown by ``seam`` face units, eyes cut out."""
-    m = np.asarray(mask, bool)
-    labels, n = ndi.label(m)
-    if n > 1:
-        sizes = ndi.sum(m, labels, range(1, n + 1))
-        m = labels == 1 + int(np.argmax(sizes))
-    m = _fill_holes(m)
+def _shifted(m: np.ndarray, d: int) -> np.ndarray:
+    """The matrix of a frame cropped by ``d`` pixels on each side (its origin moved by d)."""
+    out = m.copy()
+    out[:, 2] -= d
+    return out
+
+
+def _runs_off_frame(mask_frame: np.ndarray, m: np.ndarray, shape) -> bool:
+    """Does the frame-space mask touch the frame's edge at a place that is inside the photo?"""
+    edge = np.zeros_like(mask_frame)
+    edge[:EDGE], edge[-EDGE:], edge[:, :EDGE], edge[:, -EDGE:] = True, True, True, True
+    ys, xs = np.nonzero(mask_frame & edge)
+    if len(xs) == 0:
+        return False
+    inv = cv2.invertAffineTransform(m)
+    pts = np.stack([xs, ys], 1).astype(np.float64) @ inv[:, :2].T + inv[:, 2]
+    h, w = shape[:2]
+    inside = (pts[:, 0] >= 0) & (pts[:, 0] < w - 1) & (pts[:, 1] >= 0) & (pts[:, 1] < h - 1)
+    return int(inside.sum()) >= 2 * EDGE
+
+
+def clean_region(mask: np.ndarray, points68, seam: float = DEFAULT_SEAM, eyes: bool = True,
+                 shape_fill: str = DEFAULT_FILL) -> np.ndarray:
+    """Largest piece, holes (and bays, or everything up to the convex hull) filled, grown by ``seam``
+    face units, eyes cut out."""
+    if shape_fill not in FILLS:
+        raise ValueError(f"shape_fill must be one of {FILLS}, got {shape_fill!r}")
+    m = _largest(np.asarray(mask, bool))
     _, _, unit = face_unit_axes(points68)
+    if shape_fill == "close" and m.any():
+        r = max(1, int(round(CLOSE_RADIUS * unit)))
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+        padded = cv2.copyMakeBorder(m.astype(np.uint8), r, r, r, r, cv2.BORDER_REPLICATE)
+        m = cv2.morphologyEx(padded, cv2.MORPH_CLOSE, k)[r:-r, r:-r].astype(bool)
+    elif shape_fill == "hull" and m.any():
+        pts = cv2.findNonZero(m.astype(np.uint8))
+        hull = np.zeros(m.shape, np.uint8)
+        cv2.fillPoly(hull, [cv2.convexHull(pts)], 1)
+        m = hull.astype(bool)
+    m = ndi.binary_fill_holes(m)
     if seam > 0 and m.any():
         from ..mask import grow_mask
 
@@ -267,9 +327,12 @@ def clean_region(mask: np.ndarray, points68, seam: float = DEFAULT_SEAM, eyes: b
     return m
 
 
-def _fill_holes(m: np.ndarray) -> np.ndarray:
-    """Holes filled, where a hole open to the image border (a face cut by the frame) is not a hole."""
-    return ndi.binary_fill_holes(m)
+def _largest(m: np.ndarray) -> np.ndarray:
+    labels, n = ndi.label(m)
+    if n <= 1:
+        return m
+    sizes = ndi.sum(m, labels, range(1, n + 1))
+    return labels == 1 + int(np.argmax(sizes))
 
 
 def eye_zone(points68, shape, grow_px: float) -> np.ndarray:
