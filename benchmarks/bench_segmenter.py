@@ -29,38 +29,48 @@ def load_rgb(path) -> np.ndarray:
 
 
 def landmarks_with_pad(image, pad: float, mode: str):
-    """68 points found on the photo, or (if the chain finds nothing) on a padded copy; None when none."""
-    from stylegan_unmask.errors import NoFaceError
-    from stylegan_unmask.landmarks import find_landmarks
+    """68 points found on the photo by the ``auto`` chain without its frame retries, or (if it finds
+    nothing and ``pad`` > 0) on a padded copy; None when no face is found. ``mode``: rep | const |
+    grey (padding), with ``-low``: CenterFace at thresholds 0.3 then 0.15 on the padded copy."""
+    from stylegan_unmask.face import detect
+    from stylegan_unmask.face.landmarks import _hog_like_box, find_landmarks
 
-    try:
-        return find_landmarks(image, backend="dlib").points
-    except NoFaceError:
-        if pad <= 0:
-            return None
+    faces = detect.detect_faces(image, frame_retries=False)
+    if faces:
+        return find_landmarks(image, backend="dlib", box=_hog_like_box(faces[0])).points
+    if pad <= 0:
+        return None
     h, w = image.shape[:2]
     p = int(round(pad * max(h, w)))
     border = cv2.BORDER_REPLICATE if mode == "rep" else cv2.BORDER_CONSTANT
     padded = cv2.copyMakeBorder(image, p, p, p, p, border, value=(127, 127, 127) if mode.startswith("grey") else 0)
-    if mode.endswith("-low"):  # CenterFace at lower thresholds on the padded photo
-        from stylegan_unmask import detect
-        from stylegan_unmask.landmarks import _hog_like_box
+    if mode.endswith("-low"):
+        thresholds, sides = (0.3, 0.15), (640, 384, 256)
+        chain = [lambda im, t=t, s=s: detect.detect_centerface(im, side=s, threshold=t) for t in thresholds
+                 for s in sides]
+    else:
+        chain = [lambda im: detect.detect_faces(im, frame_retries=False)]
+    for find in chain:
+        faces = sorted(find(padded), key=lambda f: -f.area)
+        if faces:
+            return find_landmarks(padded, backend="dlib", box=_hog_like_box(faces[0])).points - p
+    return None
 
-        for th in (0.3, 0.15):
-            for side in (640, 384, 256):
-                faces = sorted(detect.detect_centerface(padded, side=side, threshold=th), key=lambda f: -f.area)
-                if faces:
-                    return find_landmarks(padded, backend="dlib", box=_hog_like_box(faces[0])).points - p
-        return None
+
+def shipped_landmarks(image):
+    """What the package does: ``find_landmarks`` with the ``auto`` chain and its frame retries."""
+    from stylegan_unmask.errors import NoFaceError
+    from stylegan_unmask.face.landmarks import find_landmarks
+
     try:
-        return find_landmarks(padded, backend="dlib").points - p
+        return find_landmarks(image, backend="dlib").points
     except NoFaceError:
         return None
 
 
 def items(data: Path):
     """(set, id, masked, gt, clean or None) for real_masks and the unflagged paired set."""
-    from stylegan_unmask.eval_masks import find_paired_items
+    from stylegan_unmask.evaluation.masks import find_paired_items
 
     for it in find_paired_items(data / "real_masks"):
         yield "real_masks", it.id, it.masked, it.gt, None
@@ -73,13 +83,19 @@ def cached_landmarks(data: Path, cache: Path, strategy: str):
     path = cache / f"landmarks_{strategy}.json"
     if path.is_file():
         return json.loads(path.read_text())
-    pad, mode = (0.0, "rep") if strategy in ("none", "clean") else (float(strategy.split("-")[0]) / 100, strategy.split("-", 1)[1])
+    pad, mode = ((0.0, "rep") if strategy in ("none", "clean", "shipped")
+                 else (float(strategy.split("-")[0]) / 100, strategy.split("-", 1)[1]))
     out = {}
     for name, key, masked, gt, clean in items(data):
-        pts = None if strategy == "clean" else landmarks_with_pad(load_rgb(masked), pad, mode)
+        if strategy == "clean":
+            pts = None
+        elif strategy == "shipped":
+            pts = shipped_landmarks(load_rgb(masked))
+        else:
+            pts = landmarks_with_pad(load_rgb(masked), pad, mode)
         entry = {"masked": None if pts is None else pts.tolist()}
         if clean is not None and strategy == "clean":
-            cpts = landmarks_with_pad(load_rgb(clean), 0.0, "rep")
+            cpts = shipped_landmarks(load_rgb(clean))
             entry["masked"] = None if cpts is None else cpts.tolist()
         out[f"{name}/{key}"] = entry
     cache.mkdir(parents=True, exist_ok=True)
@@ -100,8 +116,9 @@ def main(argv=None):
     ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "dev"))
     ap.add_argument("--cache", default="/tmp/segbench")
     ap.add_argument("--model", default=None, help="segmenter weights (default: the shipped ones)")
-    ap.add_argument("--strategies", default="none,25-rep,50-rep,25-const")
-    ap.add_argument("--use", default="25-rep", help="detection strategy the regions are measured with")
+    ap.add_argument("--strategies", default="none,25-rep,25-const,10-grey-low,shipped",
+                    help="detection strategies to measure (PAD%%-MODE[-low], none, shipped)")
+    ap.add_argument("--use", default="shipped", help="detection strategy the regions are measured with")
     ap.add_argument("--thresholds", default="0.5")
     ap.add_argument("--seams", default="0.03")
     ap.add_argument("--fills", default="close")
@@ -113,10 +130,10 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    from stylegan_unmask.eval_masks import coverage_overreach, eye_overlap
+    from stylegan_unmask.evaluation.masks import coverage_overreach, eye_overlap
     from stylegan_unmask.face.segment import (clean_region, frame_matrix, from_frame, load_segmenter,
                                               probability_map, to_frame)
-    from stylegan_unmask.mask import mask_from_landmarks
+    from stylegan_unmask.face.mask import mask_from_landmarks
 
     data, cache = Path(args.data), Path(args.cache)
     lms = {}

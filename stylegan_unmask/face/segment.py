@@ -42,11 +42,11 @@ SKIP_CHANNELS = (16, 24, 40, 112, 320)
 DECODER_WIDTHS = (96, 64, 48, 32, 24)
 
 #: Probability above which a photo pixel is mask (chosen on the paired dev set and held-out synthetic data).
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.3
 #: Seam margin: the region grows by this many face units (eye distances) for the blend.
 DEFAULT_SEAM = 0.03
 #: Eye contours grown by this many face units are never part of the region.
-EYE_CLEARANCE = 0.08
+EYE_CLEARANCE = 0.16
 
 #: The second frame's scale relative to the first (see :func:`probability_map`).
 ZOOM_OUT = 0.7
@@ -58,7 +58,7 @@ EDGE = 3
 #: morphological closing of CLOSE_RADIUS face units, which fills bays a print or a reflection bit
 #: out of the edge), "hull" (the convex hull of the largest piece).
 FILLS = ("holes", "close", "hull")
-DEFAULT_FILL = "close"
+DEFAULT_FILL = "hull"
 CLOSE_RADIUS = 0.25
 
 
@@ -220,7 +220,7 @@ def load_segmenter(path: Optional[PathLike] = None) -> Segmenter:
             raise WeightsMissingError(f"{p}: segmenter weights not found (they ship inside the package; "
                                       "reinstall it, or train them with `stylegan-unmask train-segmenter`)")
         torch, _ = _lazy_torch()
-        from ..training.efficientnet_lite import EfficientNetLite0
+        from ..perceptual.efficientnet_lite import EfficientNetLite0
 
         blob = torch.load(p, map_location="cpu", weights_only=True)
         decoder = build_decoder()
@@ -319,7 +319,7 @@ def clean_region(mask: np.ndarray, points68, seam: float = DEFAULT_SEAM, eyes: b
         m = hull.astype(bool)
     m = ndi.binary_fill_holes(m)
     if seam > 0 and m.any():
-        from ..mask import grow_mask
+        from .mask import grow_mask
 
         m = grow_mask(m, seam * unit)
     if eyes:

@@ -48,7 +48,7 @@ def precompute_features(frames: np.ndarray, chunk: int = 64, progress: bool = Tr
     import torch
     from tqdm import tqdm
 
-    from .efficientnet_lite import EfficientNetLite0
+    from ..perceptual.efficientnet_lite import EfficientNetLite0
 
     enc = EfficientNetLite0()
     out: List[List] = []

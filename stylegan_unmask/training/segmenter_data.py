@@ -42,7 +42,7 @@ def cache_landmarks(faces_dir: PathLike, out: PathLike, limit: Optional[int] = N
     from tqdm import tqdm
 
     from ..errors import UnmaskError
-    from ..landmarks import find_landmarks
+    from ..face.landmarks import find_landmarks
 
     files = sorted(p.name for p in Path(faces_dir).iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
     if limit is not None and limit < len(files):
