@@ -46,7 +46,7 @@ DEFAULT_THRESHOLD = 0.3
 #: Seam margin: the region grows by this many face units (eye distances) for the blend.
 DEFAULT_SEAM = 0.03
 #: Eye contours grown by this many face units are never part of the region.
-EYE_CLEARANCE = 0.16
+EYE_CLEARANCE = 0.08
 
 #: The second frame's scale relative to the first (see :func:`probability_map`).
 ZOOM_OUT = 0.7

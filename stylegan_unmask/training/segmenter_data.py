@@ -24,7 +24,6 @@ from typing import Dict, Optional, Tuple, Union
 import cv2
 import numpy as np
 
-from ..evaluation.synth_masks import _blurred_luminance, _catmull_rom
 from ..face.segment import FRAME_SIZE, frame_matrix
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -66,6 +65,24 @@ def cache_landmarks(faces_dir: PathLike, out: PathLike, limit: Optional[int] = N
 
 
 # ----------------------------------------------------------------------------- shape
+# (the same ideas as evaluation/synth_masks.py, which this layer may not import: a smooth curve
+# through landmark-fitted points, and the photo's own light under the mask)
+
+
+def _catmull_rom(points: np.ndarray, per_segment: int = 12) -> np.ndarray:
+    """A smooth curve through ``points`` (uniform Catmull-Rom, end points repeated)."""
+    p = np.vstack([points[:1], points, points[-1:]])
+    t = np.linspace(0, 1, per_segment, endpoint=False)[:, None]
+    basis = np.hstack([-t + 2 * t ** 2 - t ** 3, 2 - 5 * t ** 2 + 3 * t ** 3, t + 4 * t ** 2 - 3 * t ** 3,
+                       -t ** 2 + t ** 3]) / 2
+    segments = [basis @ p[i - 1:i + 3] for i in range(1, len(p) - 2)]
+    return np.vstack(segments + [points[-1:]])
+
+
+def _blurred_luminance(img: np.ndarray, sigma: float) -> np.ndarray:
+    """The photo's luminance blurred by ``sigma`` px: its lighting, without detail."""
+    lum = img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
+    return cv2.GaussianBlur(lum, (0, 0), sigma)
 
 
 @dataclass

@@ -99,7 +99,7 @@ def test_segment_face_checks_its_input():
 
 def test_real_masked_photos_are_segmented(dev_data_dir):
     """A few hand-labelled real photos: the region covers most of the real mask and little else."""
-    from stylegan_unmask.eval_masks import coverage_overreach, find_paired_items
+    from stylegan_unmask.evaluation.masks import coverage_overreach, find_paired_items
     from stylegan_unmask.errors import NoFaceError
     from stylegan_unmask.images import load_image
     from stylegan_unmask.face.landmarks import find_landmarks
