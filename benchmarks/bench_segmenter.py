@@ -125,6 +125,9 @@ def main(argv=None):
     ap.add_argument("--single-frame", action="store_true", help="no zoomed-out second frame")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--worst", type=int, default=0, help="write overlays of the N worst photos per set")
+    ap.add_argument("--overlays", type=int, default=0,
+                    help="only write landmark | segment overlays of N masked_real photos (+ the former misses) to "
+                         "CACHE/overlays and stop")
     args = ap.parse_args(argv)
     import torch
 
@@ -136,6 +139,8 @@ def main(argv=None):
     from stylegan_unmask.face.mask import mask_from_landmarks
 
     data, cache = Path(args.data), Path(args.cache)
+    if args.overlays:
+        return write_overlays(data / "masked_real", cache / "overlays", args.overlays)
     lms = {}
     for s in args.strategies.split(","):
         t = time.perf_counter()
@@ -202,6 +207,33 @@ def write_worst(per_photo, out: Path, n: int):
             sheet = np.hstack([cv2.resize(t, (256, int(256 * img.shape[0] / img.shape[1]))) for t in tiles])
             fn = out / f"{name}_{key.replace('/', '_')}_cov{r['cov']:.2f}_over{r['over']:.2f}.png"
             cv2.imwrite(str(fn), sheet[:, :, ::-1])
+
+
+#: masked_real photos no detector found before the frame retries (docs/detectors.md)
+FORMER_MISSES = ("fm12k_Train_Augmented_269_2176960.jpg", "fm12k_Train_Augmented_657_6663902.jpg",
+                 "fm12k_Train_Augmented_787_8213806.jpg")
+
+
+def write_overlays(folder: Path, out: Path, n: int):
+    """landmark region (orange) | segmented region (magenta) on N photos spread over the sorted folder."""
+    from stylegan_unmask.face.frontend import face_region
+
+    out.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+    chosen = [files[int(i)] for i in np.linspace(0, len(files) - 1, n)]
+    chosen += [folder / name for name in FORMER_MISSES if (folder / name) not in chosen]
+    for path in chosen:
+        img = load_rgb(path)
+        pts = shipped_landmarks(img)
+        if pts is None:
+            print(f"{path.name}: no face")
+            continue
+        tiles = [overlay(img, face_region(img, pts, r)[0], c) for r, c in (("landmarks", (255, 160, 0)),
+                                                                          ("segment", (255, 0, 80)))]
+        side = 320
+        sheet = np.hstack([cv2.resize(t, (side, int(side * img.shape[0] / img.shape[1]))) for t in tiles])
+        cv2.imwrite(str(out / (path.stem + ".png")), sheet[:, :, ::-1])
+    print(f"{len(chosen)} overlays -> {out}")
 
 
 def overlay(img, region, colour):
