@@ -117,3 +117,60 @@ def test_real_masked_photos_are_segmented(dev_data_dir):
         overs.append(over)
     assert len(covs) >= 8
     assert np.median(covs) > 0.9 and np.median(overs) < 0.2
+
+
+# ----------------------------------------------------------------------------- the front end's use of it
+
+
+def test_face_options_know_the_regions():
+    from stylegan_unmask.face.frontend import DEFAULT_REGION, FaceOptions
+
+    assert FaceOptions().region == DEFAULT_REGION == "segment"
+    assert FaceOptions(region="landmarks").region == "landmarks"
+    with pytest.raises(ValueError, match="region"):
+        FaceOptions(region="polygon")
+
+
+def test_padding_beyond_the_photo_that_touches_the_region_is_hidden_too():
+    from stylegan_unmask.face.frontend import _with_padding_beyond
+
+    region = np.zeros((10, 10), bool)
+    region[6:9, 3:7] = True
+    valid = np.ones((10, 10), bool)
+    valid[9:] = False  # the photo ends above the last row
+    valid[:2, :2] = False  # a corner of padding far from the region
+    out = _with_padding_beyond(region, valid)
+    assert out[9].all() and out[6:9, 3:7].all() and not out[:2, :2].any() and not out[0, 5]
+
+
+def test_an_empty_segmentation_falls_back_to_the_landmark_region(monkeypatch):
+    from stylegan_unmask.face import frontend
+
+    empty = segment.Segmentation(np.zeros((256, 256), bool), np.zeros((256, 256), np.float32), np.eye(2, 3),
+                                 np.zeros((FRAME_SIZE, FRAME_SIZE, 3), np.uint8))
+    monkeypatch.setattr(segment, "segment_face", lambda image, points: empty)
+    m, source = frontend.face_region(np.zeros((256, 256, 3), np.uint8), FACE, "segment")
+    assert m.any() and source.startswith("landmarks") and "no face mask" in source
+    m2, source2 = frontend.face_region(np.zeros((256, 256, 3), np.uint8), FACE, "landmarks")
+    assert source2 == "landmarks" and (m == m2).all()
+
+
+def test_faces_cut_by_the_frame_are_found_on_a_padded_retry(dev_data_dir):
+    """A tight real crop where the whole detector chain sees no face until the photo is padded."""
+    from stylegan_unmask.errors import NoFaceError
+    from stylegan_unmask.evaluation.masks import coverage_overreach
+    from stylegan_unmask.face import detect
+    from stylegan_unmask.face.landmarks import find_landmarks
+    from stylegan_unmask.images import load_image
+
+    item = dev_data_dir / "real_masks" / "faceMask1_ttt_196_1_2"
+    img = load_image(item / "masked.jpg").pixels
+    assert detect.detect_faces(img, frame_retries=False) == []
+    faces = detect.detect_faces(img)
+    assert faces and faces[0].backend == "centerface"
+    pts = find_landmarks(img).points
+    gt = load_image(item / "gt_mask.png").pixels.max(axis=2) > 127
+    cov, _, over = coverage_overreach(segment_face(img, pts).region, gt)
+    assert cov > 0.9 and over < 0.15
+    with pytest.raises(NoFaceError, match="padded"):
+        find_landmarks(np.full((200, 200, 3), 127, np.uint8))
