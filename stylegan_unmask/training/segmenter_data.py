@@ -80,9 +80,15 @@ def _catmull_rom(points: np.ndarray, per_segment: int = 12) -> np.ndarray:
 
 
 def _blurred_luminance(img: np.ndarray, sigma: float) -> np.ndarray:
-    """The photo's luminance blurred by ``sigma`` px: its lighting, without detail."""
+    """The photo's luminance blurred by ``sigma`` px: its lighting, without detail (a large blur is
+    done at a reduced size, as synth_masks does, so the shipped model's data is drawn exactly)."""
     lum = img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    return cv2.GaussianBlur(lum, (0, 0), sigma)
+    f = int(max(1, sigma // 4))
+    if f == 1:
+        return cv2.GaussianBlur(lum, (0, 0), sigma)
+    h, w = lum.shape
+    small = cv2.resize(lum, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
+    return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / f), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 @dataclass
