@@ -68,7 +68,7 @@ def test_clean_region_keeps_the_largest_piece_fills_holes_and_spares_the_eyes():
     assert not clean_region(raw, FACE, seam=0.0, eyes=False)[10, 10]
 
 
-def test_shipped_weights_are_small_safe_and_fast():
+def test_shipped_weights_are_small_safe_and_fast(one_thread):
     path = segment.default_model_path()
     assert path.is_file() and path.stat().st_size <= 3 * 2 ** 20
     import torch
@@ -78,11 +78,13 @@ def test_shipped_weights_are_small_safe_and_fast():
     model = load_segmenter()
     assert load_segmenter() is model  # loaded once
     frame = np.full((1, FRAME_SIZE, FRAME_SIZE, 3), 128, np.uint8)
-    model.probabilities(frame)
-    t = time.perf_counter()
-    prob = model.probabilities(frame)
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        prob = model.probabilities(frame)
+        times.append(time.perf_counter() - t)
     assert prob.shape == (1, FRAME_SIZE, FRAME_SIZE) and np.isfinite(prob).all()
-    assert time.perf_counter() - t < 1.0  # tens of ms on a laptop; generous for a loaded CI machine
+    assert min(times) < 1.0  # 12-17 ms on one thread here; generous for a loaded CI machine
 
 
 def test_missing_weights_say_how_to_get_them(tmp_path):
