@@ -302,7 +302,7 @@ def _runs_off_frame(mask_frame: np.ndarray, m: np.ndarray, shape) -> bool:
 def clean_region(mask: np.ndarray, points68, seam: float = DEFAULT_SEAM, eyes: bool = True,
                  shape_fill: str = DEFAULT_FILL) -> np.ndarray:
     """Largest piece, holes (and bays, or everything up to the convex hull) filled, grown by ``seam``
-    face units, eyes cut out."""
+    face units, eyes cut out (unless the region closes around them)."""
     if shape_fill not in FILLS:
         raise ValueError(f"shape_fill must be one of {FILLS}, got {shape_fill!r}")
     m = _largest(np.asarray(mask, bool))
@@ -322,8 +322,8 @@ def clean_region(mask: np.ndarray, points68, seam: float = DEFAULT_SEAM, eyes: b
         from .mask import grow_mask
 
         m = grow_mask(m, seam * unit)
-    if eyes:
-        m &= ~eye_zone(points68, m.shape, EYE_CLEARANCE * unit)
+    if eyes:  # an eye zone the region closes around is a landmark guess on the fabric, not an eye
+        m = ndi.binary_fill_holes(m & ~eye_zone(points68, m.shape, EYE_CLEARANCE * unit))
     return m
 
 
