@@ -57,15 +57,19 @@ def test_frame_round_trip():
 
 def test_clean_region_keeps_the_largest_piece_fills_holes_and_spares_the_eyes():
     raw = np.zeros((256, 256), bool)
-    raw[110:215, 40:190] = True  # reaches over the eyes (rows 117-127)
+    raw[121:215, 40:190] = True  # its top edge runs through the eyes (rows 117-127)
     raw[150:160, 120:130] = False  # a hole
     raw[5:15, 5:15] = True  # a speck
     out = clean_region(raw, FACE, seam=0.0)
     assert out[155, 125] and not out[10, 10]
-    assert not out[121, 95] and not out[122, 160]  # eye centres
+    assert not out[122, 95] and not out[123, 160]  # eye centres
     grown = clean_region(raw, FACE, seam=0.1)
     assert grown.sum() > out.sum() and (grown | ~out).all()
     assert not clean_region(raw, FACE, seam=0.0, eyes=False)[10, 10]
+    # a region that closes around an "eye" says the eye landmarks sit on the fabric: no hole is cut
+    around = np.zeros((256, 256), bool)
+    around[100:215, 40:190] = True
+    assert clean_region(around, FACE, seam=0.0)[122, 95]
 
 
 def test_shipped_weights_are_small_safe_and_fast(one_thread):
