@@ -144,14 +144,13 @@ def prepare_face(photo, resolution: int, options: Optional[FaceOptions] = None, 
     t0 = time.perf_counter()
     original = _as_loaded(photo)
     timings["load"] = time.perf_counter() - t0
-    path = original.path
     pts = _load_landmark_points(o.landmarks)
     if o.aligned:
         return _prepare_aligned_input(original, resolution, o, pts, timings)
 
     t0 = time.perf_counter()
     lm = find_landmarks(original.pixels, backend=o.backend, face_index=o.face_index, box=o.box, points=pts,
-                        path=path)
+                        path=original.path)
     timings["landmarks"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -164,20 +163,11 @@ def prepare_face(photo, resolution: int, options: Optional[FaceOptions] = None, 
 
     t0 = time.perf_counter()
     if o.mask is not None:
-        user = load_user_mask(o.mask, expected_size=original.size)
-        hidden_aligned, _ = face.transform.warp_from_source(user)
-        mask_source = str(o.mask)
+        hidden_aligned, _ = face.transform.warp_from_source(load_user_mask(o.mask, expected_size=original.size))
     else:
         hidden_aligned = mask_from_landmarks(face.landmarks, face.image.shape[:2], **o.mask_kwargs())
-        mask_source = "landmarks"
-    hidden_aligned = np.asarray(hidden_aligned, dtype=bool)
-    _check_mask(hidden_aligned, o.mask if o.mask is not None else path, face.image.shape[0])
-    target = resize_rgb(face.image, resolution)
-    hidden = _reduce_mask(hidden_aligned, resolution)
-    timings["mask"] = time.perf_counter() - t0
-    return PreparedFace(original=original, aligned=face, aligned_image=face.image, mask_aligned=hidden_aligned,
-                        landmarks=lm, mask_source=mask_source, target=target, hidden=hidden,
-                        is_aligned_input=False, timings=timings)
+    return _prepared(original, face, face.image, np.asarray(hidden_aligned, dtype=bool), lm, o, resolution,
+                     timings, t0)
 
 
 def _prepare_aligned_input(original: LoadedImage, resolution: int, o: FaceOptions, pts,
@@ -189,22 +179,28 @@ def _prepare_aligned_input(original: LoadedImage, resolution: int, o: FaceOption
     lm = None
     t0 = time.perf_counter()
     if o.mask is not None:
-        hidden_aligned = np.asarray(load_user_mask(o.mask, expected_size=original.size), dtype=bool)
-        mask_source = str(o.mask)
+        hidden_aligned = load_user_mask(o.mask, expected_size=original.size)
     else:
         lm = find_landmarks(original.pixels, backend=o.backend, face_index=o.face_index, box=o.box, points=pts,
                             path=original.path)
         timings["landmarks"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        hidden_aligned = np.asarray(mask_from_landmarks(lm.points, (h, w), **o.mask_kwargs()), dtype=bool)
-        mask_source = "landmarks"
-    _check_mask(hidden_aligned, o.mask if o.mask is not None else original.path, w)
-    target = resize_rgb(original.pixels, resolution)
+        hidden_aligned = mask_from_landmarks(lm.points, (h, w), **o.mask_kwargs())
+    return _prepared(original, None, original.pixels, np.asarray(hidden_aligned, dtype=bool), lm, o, resolution,
+                     timings, t0)
+
+
+def _prepared(original: LoadedImage, face: Optional[AlignedFace], image: np.ndarray, hidden_aligned: np.ndarray,
+              lm: Optional[FaceLandmarks], o: FaceOptions, resolution: int, timings: Dict[str, float],
+              t0: float) -> PreparedFace:
+    """Check the aligned mask, reduce image and mask to the network's resolution, bundle it all."""
+    _check_mask(hidden_aligned, o.mask if o.mask is not None else original.path, image.shape[0])
+    target = resize_rgb(image, resolution)
     hidden = _reduce_mask(hidden_aligned, resolution)
     timings["mask"] = time.perf_counter() - t0
-    return PreparedFace(original=original, aligned=None, aligned_image=original.pixels, mask_aligned=hidden_aligned,
-                        landmarks=lm, mask_source=mask_source, target=target, hidden=hidden,
-                        is_aligned_input=True, timings=timings)
+    return PreparedFace(original=original, aligned=face, aligned_image=image, mask_aligned=hidden_aligned,
+                        landmarks=lm, mask_source=str(o.mask) if o.mask is not None else "landmarks", target=target,
+                        hidden=hidden, is_aligned_input=face is None, timings=timings)
 
 
 def _check_mask(hidden: np.ndarray, where, size: int) -> None:
