@@ -131,7 +131,7 @@ def train_command(data, outdir, resume, kimg, batch, glr, dlr, r1_gamma, channel
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the figures to this JSON file.")
 def metrics_command(network, data, samples, truncation_psi, face_samples, seed, device, json_path):
-    """Fréchet distance and KID on VGG16 features, and the face-detection share, against real faces.
+    """FD/KID, precision/recall (VGG16 features), variety (LPIPS) and the face share, against real faces.
 
     No Inception-v3 weights can be had offline, so FD/KID use the shipped
     VGG16 (pooled conv5_3): comparable between our networks, not with
@@ -155,6 +155,9 @@ def metrics_command(network, data, samples, truncation_psi, face_samples, seed, 
                         face_samples=face_samples, network=G.source)
     click.echo(f"network      {r.network}\ndata         {r.data} ({r.reals} real faces, {r.samples} samples, "
                f"psi {r.truncation_psi})\nFD (VGG16)   {r.fd_vgg:.3f}\nKID (VGG16)  {r.kid_vgg:.5f}\n"
+               f"precision    {r.precision:.3f}\nrecall       {r.recall:.3f}   (k = 3, VGG16 features)\n"
+               f"variety      {r.variety:.3f}   (pairwise LPIPS {r.lpips_samples:.3f} among samples, "
+               f"{r.lpips_reals:.3f} among real faces)\n"
                f"faces found  {r.face_share:.1%} of samples, {r.real_face_share:.1%} of real faces")
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(r.as_dict(), indent=2))
