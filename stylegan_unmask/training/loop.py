@@ -28,7 +28,7 @@ import torch
 
 from ..atomic import atomic_write_text
 from ..errors import UnmaskError
-from . import snapshot as snap
+from ..checkpoints import ours as snap
 from .augment import diff_augment, gaussian_blur
 from .dataset import ImageDataset, load_dataset
 from .discriminator import ProjectedDiscriminator
