@@ -16,7 +16,7 @@ it; reference = the YuNet box in ``masked_real/index.csv``, and for a paired
 photo the box of the 68 dlib-HOG landmarks of its clean twin), share where it
 returns any box at all, and mean wall seconds per photo (model loading excluded). For detectors
 whose boxes feed the landmark stage (``auto``) it also runs
-:func:`stylegan_unmask.landmarks.find_landmarks` on the masked photo and
+:func:`stylegan_unmask.face.landmarks.find_landmarks` on the masked photo and
 compares the 68 points with dlib-HOG landmarks of the clean twin, in units of
 the clean twin's inter-ocular distance (per photo: mean over the points of a
 region; table: median / 90th percentile over photos).
@@ -79,7 +79,7 @@ def _haar_detector() -> Callable:
         raise SystemExit(f"cannot load the OpenCV Haar cascade {path}")
 
     def detect(image):
-        from stylegan_unmask.detect import _downscaled
+        from stylegan_unmask.face.detect import _downscaled
 
         small, scale = _downscaled(image)
         grey = cv2.equalizeHist(cv2.cvtColor(small, cv2.COLOR_RGB2GRAY))
@@ -91,7 +91,7 @@ def _haar_detector() -> Callable:
 
 def _detector(name: str) -> Callable:
     """Image -> list of faces, through the package's own entry points."""
-    from stylegan_unmask import detect as d
+    from stylegan_unmask.face import detect as d
 
     if name.startswith("centerface-"):
         threshold = float(name.split("-", 1)[1])
@@ -106,7 +106,7 @@ def _detector(name: str) -> Callable:
 
 def _overlaps(box, ref) -> bool:
     """The benchmark's match rule: IoU >= 0.3, or the box centre inside the reference box."""
-    from stylegan_unmask.detect import box_iou
+    from stylegan_unmask.face.detect import box_iou
 
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     return box_iou(box, ref) >= 0.3 or (ref[0] <= cx <= ref[2] and ref[1] <= cy <= ref[3])
@@ -130,7 +130,7 @@ def _reference_landmarks(clean_path: Path, cache: Dict[Path, Optional["object"]]
     """dlib-HOG box + dlib 68 points on the clean twin (None when HOG finds no face)."""
     from stylegan_unmask.errors import NoFaceError
     from stylegan_unmask.images import load_image
-    from stylegan_unmask.landmarks import find_landmarks
+    from stylegan_unmask.face.landmarks import find_landmarks
 
     if clean_path not in cache:
         try:
@@ -162,7 +162,7 @@ def run_detector(name: str, sets: Dict[str, List[Path]], clean_of: Dict[Path, Pa
 
     from stylegan_unmask.errors import NoFaceError
     from stylegan_unmask.images import load_image
-    from stylegan_unmask.landmarks import find_landmarks
+    from stylegan_unmask.face.landmarks import find_landmarks
 
     detect = _detector(name)
     results: Dict[str, SetResult] = {}
@@ -264,7 +264,7 @@ def main(argv: Optional[Sequence[str]] = None) -> None:
             clean_of[m] = twins[0]
 
     real_boxes = _index_boxes(args.data / "masked_real")
-    from stylegan_unmask.landmarks import resolve_backend
+    from stylegan_unmask.face.landmarks import resolve_backend
 
     print(f"data: {args.data}  threads: {args.threads}  landmark backend (auto): {resolve_backend('auto')}")
     ref_cache: Dict = {}

@@ -58,7 +58,7 @@ def main(argv=None):
     from stylegan_unmask.evaluation.methods import FillInput, MethodContext, build_methods
     from stylegan_unmask.evaluation.run import region_in_photo
     from stylegan_unmask.images import save_image
-    from stylegan_unmask.pipeline import prepare_face
+    from stylegan_unmask.face.frontend import prepare_face
 
     if not (DEV / "paired").is_dir():
         sys.exit(f"dev data not found at {DEV} (the ../shared folder beside the repository)")
@@ -115,7 +115,7 @@ def main(argv=None):
     if args.synth:
         from stylegan_unmask.evaluation.synth_masks import draw_mask, face_rng
         from stylegan_unmask.images import load_image
-        from stylegan_unmask.landmarks import find_landmarks
+        from stylegan_unmask.face.landmarks import find_landmarks
 
         faces = sorted((DEV / "faces").glob("*.jpg"))
         picked = faces[:: max(1, len(faces) // args.synth)][: args.synth]

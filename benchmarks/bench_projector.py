@@ -219,7 +219,8 @@ ABLATION = {
 
 def render_ablation(G, device: torch.device, features, reps: int) -> Dict[str, float]:
     """Seconds per render + 256 px MSE/VGG loss + backward to W+ for each option set (minimum of reps)."""
-    from stylegan_unmask.projector import MaskedLoss, _render
+    from stylegan_unmask.projector import MaskedLoss
+    from stylegan_unmask.projector.speed import render
 
     R = G.img_resolution
     with torch.no_grad():
@@ -231,7 +232,7 @@ def render_ablation(G, device: torch.device, features, reps: int) -> Dict[str, f
     def step(options) -> float:
         _sync(device)
         start = time.perf_counter()
-        mse, perceptual = loss_fn(_render(G, ws, None, True, **options))
+        mse, perceptual = loss_fn(render(G, ws, None, True, **options))
         (mse + 0.8 * perceptual).sum().backward()
         _sync(device)
         ws.grad = None
@@ -251,7 +252,7 @@ def step_convolutions(G, features, resolution: int = 256) -> List[Dict]:
     ones as stride-2 transposed convolutions at their input resolution), the ToRGBs, the 4x4 FIR of
     each upsampling (layers and skip image) and VGG16 up to the loss's deepest layer at `resolution`.
     Rows: name, input shape x [1, C, H, W], weight shape w, transposed (stride 2) or not, groups, gflop."""
-    from stylegan_unmask.perceptual import _POOL_AFTER
+    from stylegan_unmask.perceptual.weights import POOL_AFTER
 
     rows: List[Dict] = []
     for block in G.synthesis.blocks():
@@ -279,7 +280,7 @@ def step_convolutions(G, features, resolution: int = 256) -> List[Dict]:
                          transposed=False, groups=1))
         if name == features.layers[-1]:
             break
-        if name in _POOL_AFTER:
+        if name in POOL_AFTER:
             size //= 2
     for row in rows:
         r = row["x"][-1]
@@ -368,7 +369,7 @@ def plain_process_official(timed_steps: int, threads: int) -> Dict[str, float]:
 def _plain_official_step(timed_steps: int) -> None:
     import json
 
-    from stylegan_unmask.heap_reuse import heap_reuse_enabled
+    from stylegan_unmask.runtime.heap_reuse import heap_reuse_enabled
     from stylegan_unmask.networks.stylegan2 import Generator
     from stylegan_unmask.perceptual import VGG16Features
     from stylegan_unmask.projector import ProjectionConfig, project, w_statistics
@@ -397,7 +398,7 @@ def _plain_official_step(timed_steps: int) -> None:
 
 
 def _huge_pages_state() -> str:
-    from stylegan_unmask.huge_pages import ENV_VAR, huge_pages_in_use
+    from stylegan_unmask.runtime.huge_pages import ENV_VAR, huge_pages_in_use
 
     used = huge_pages_in_use()
     return f"{'on' if used else 'off' if used is False else 'unknown'} ({ENV_VAR}={os.environ.get(ENV_VAR, 'unset')})"

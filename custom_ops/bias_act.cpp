@@ -1,5 +1,6 @@
 // Python binding of the fused bias_act CUDA op.
 //
+// Wrapper: torch_utils/ops/bias_act.py; built by torch_utils/custom_ops.py.
 // Called only from torch_utils/ops/bias_act.py, which owns autograd; this file
 // validates the tensors (so a misuse fails with a readable message rather than a
 // wrong answer or an illegal memory access) and hands raw pointers to the kernel.

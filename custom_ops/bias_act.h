@@ -5,6 +5,8 @@
 // __host__ __device__ functions. Keeping the math here (and the CUDA file a thin
 // loop around it) means the exact same code can be compiled for the CPU and
 // checked against the PyTorch reference on a machine without a GPU.
+//
+// Wrapper: torch_utils/ops/bias_act.py (autograd, reference path, plugin spec); built by torch_utils/custom_ops.py.
 #pragma once
 
 #include <cstdint>

@@ -1,5 +1,6 @@
 // Python binding of the upfirdn2d CUDA op.
 //
+// Wrapper: torch_utils/ops/upfirdn2d.py; built by torch_utils/custom_ops.py.
 // Called only from torch_utils/ops/upfirdn2d.py, which folds the gain into the
 // filter, splits separable filters into two passes and owns autograd. This file
 // validates the arguments and hands raw pointers and strides to the kernel.

@@ -1,6 +1,8 @@
 // CUDA kernel for upfirdn2d: one thread per output element over the flattened
 // [N*C, out_h, out_w] index space (so tiny low-resolution layers with many channels
 // still fill the GPU), grid-stride loop. The math lives in upfirdn2d.h.
+//
+// Wrapper: torch_utils/ops/upfirdn2d.py (autograd, reference path, plugin spec); built by torch_utils/custom_ops.py.
 #include <cstdint>
 #include <limits>
 

@@ -4,6 +4,8 @@
 // that survive zero-insertion; only taps that land on real input samples are
 // visited, so upsampling costs no multiplications by inserted zeros.
 // As in bias_act.h the math is __host__ __device__ so it can be verified on a CPU.
+//
+// Wrapper: torch_utils/ops/upfirdn2d.py (autograd, reference path, plugin spec); built by torch_utils/custom_ops.py.
 #pragma once
 
 #include <cstdint>

@@ -37,7 +37,7 @@ DEFAULT_MAX_PIXELS = 200_000_000
 EXIF_ORIENTATION_TAG = 0x0112
 _JPEG_MAX_EXIF = 65533  # an APP1 segment cannot hold more
 
-# Extension -> Pillow format name, for writing.
+# Extension -> Pillow format name, for writing; the same extensions are the photos folders are searched for.
 _SAVE_FORMATS = {
     ".jpg": "JPEG",
     ".jpeg": "JPEG",
@@ -49,6 +49,9 @@ _SAVE_FORMATS = {
     ".bmp": "BMP",
 }
 _ALPHA_FORMATS = {"PNG", "TIFF", "WEBP"}
+
+#: The one list of photo extensions (lower case): what folder runs, eval-masks and the dataset tool look for.
+IMAGE_EXTENSIONS = tuple(_SAVE_FORMATS)
 
 _PIL_LOCK = threading.Lock()  # guards the temporary change of Image.MAX_IMAGE_PIXELS
 _UMASK = os.umask(0)

@@ -9,12 +9,24 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("STYLEGAN_UNMASK_SHARED", REPO_ROOT.parent / "shared"))
 FIXTURES = SHARED / "fixtures"
 DEV_DATA = SHARED / "data" / "dev"
+
+#: A frontal face, 68 iBUG points, in a 256x256 image (FFHQ-like layout, integer pixels).
+FRONTAL_FACE = np.array([
+    [33, 113], [36, 134], [39, 154], [46, 172], [58, 188], [76, 198], [94, 206], [110, 212], [127, 214],
+    [141, 210], [152, 201], [166, 193], [176, 181], [182, 166], [185, 150], [186, 135], [187, 120], [65, 102],
+    [78, 94], [94, 90], [111, 92], [125, 98], [144, 100], [156, 95], [168, 94], [178, 97], [183, 106],
+    [135, 118], [136, 125], [138, 131], [140, 138], [121, 153], [129, 154], [136, 156], [142, 154], [148, 153],
+    [81, 120], [91, 117], [101, 117], [110, 123], [100, 125], [90, 125], [148, 124], [155, 118], [164, 120],
+    [171, 123], [165, 127], [156, 127], [108, 178], [121, 173], [131, 169], [136, 171], [141, 169], [146, 174],
+    [151, 179], [145, 184], [140, 186], [134, 187], [129, 187], [120, 185], [113, 178], [130, 174], [136, 175],
+    [140, 174], [147, 178], [140, 179], [135, 180], [130, 179]], dtype=np.float64)
 
 
 def _require(path: Path) -> Path:
@@ -55,8 +67,6 @@ def rosinality_pt(fixtures_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def golden64(fixtures_dir):
-    import numpy as np
-
     return dict(np.load(_require(fixtures_dir / "golden-64.npz")))
 
 

@@ -1,4 +1,4 @@
-"""The official FFHQ StyleGAN2 checkpoints stylegan-unmask knows by name.
+"""The networks stylegan-unmask knows by name: the shipped ``faces-64`` and NVIDIA's FFHQ StyleGAN2 checkpoints.
 
 URLs are NVIDIA's own download locations, copied from NVIDIA's repositories
 (see ``url_source``). NVIDIA publishes no checksums for these files, so
@@ -14,7 +14,10 @@ never run code.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Dict, Optional, Tuple
+
+from .. import DEFAULT_NETWORK  # the default works offline with zero downloads: the shipped faces-64
 
 __all__ = ["CheckpointEntry", "REGISTRY", "DEFAULT_NETWORK", "get_entry", "find_entry_by_url", "names"]
 
@@ -141,16 +144,11 @@ REGISTRY: Dict[str, CheckpointEntry] = {
     ]
 }
 
-#: The default works offline with zero downloads; NVIDIA's FFHQ networks are one option away.
-DEFAULT_NETWORK = "faces-64"
-
 _ALIASES = {"ffhq": "ffhq-1024", "ffhq1024": "ffhq-1024", "ffhq512": "ffhq-512", "ffhq256": "ffhq-256"}
 
 
 def bundled_path(entry: CheckpointEntry):
     """Where a bundled network lives inside the installed package."""
-    from pathlib import Path
-
     return Path(__file__).resolve().parent.parent / "models" / entry.filename
 
 

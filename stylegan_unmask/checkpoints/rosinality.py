@@ -2,8 +2,8 @@
 
 Many public StyleGAN2 weights (and most converted FFHQ models used by research
 code) are in rosinality's layout. The file is a ``torch.save`` archive; it is
-read with ``torch.load(weights_only=True)``, torch's own allow-listing loader,
-so nothing in it runs.
+read by :mod:`.torch_file` (``torch.load(weights_only=True)``, torch's own
+allow-listing loader), so nothing in it runs.
 
 rosinality's network computes the same function as NVIDIA's; only names and a
 few storage conventions differ. The conversion below was derived from the two
@@ -35,11 +35,7 @@ formulations and is checked against the rosinality golden outputs in the tests:
 """
 from __future__ import annotations
 
-import argparse
 import math
-import pickle
-import re
-import struct
 import warnings
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple, Union
@@ -47,47 +43,18 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, UnsafePickleError
+from ..errors import CheckpointError
 from .spec import FORMAT_ROSINALITY, NetworkSpec
+from .torch_file import load_torch_file
 
-__all__ = ["load_torch_file", "convert_rosinality", "read_rosinality", "is_rosinality_state", "mapping_forward", "W_AVG_SAMPLES", "W_AVG_SEED"]
+__all__ = ["convert_rosinality", "read_rosinality", "is_rosinality_state", "mapping_forward", "W_AVG_SAMPLES",
+           "W_AVG_SEED"]
 
 W_AVG_SAMPLES = 10_000
 W_AVG_SEED = 0
 _UP_FACTOR = 2
+_LR_MULTIPLIER = 0.01  # rosinality Generator(lr_mlp=0.01), NVIDIA MappingNetwork(lr_multiplier=0.01)
 _KEY_ALIASES = {"g_ema": "g_ema", "gema": "g_ema", "ema": "g_ema", "g": "g"}
-
-
-def load_torch_file(path: Union[str, Path], source: str = "") -> Any:
-    """``torch.load(weights_only=True)`` with errors that name the file and say what is wrong."""
-    path = Path(path)
-    source = source or str(path)
-    # rosinality's train.py stores its argparse options under 'args'; that class is inert.
-    safe_globals = getattr(torch.serialization, "safe_globals", None)
-    try:
-        if safe_globals is not None:
-            with safe_globals([argparse.Namespace]):
-                return torch.load(path, map_location="cpu", weights_only=True)
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as e:
-        message = str(e)
-        if "weights_only" in message or "Weights only load failed" in message or "Unsupported" in message:
-            match = re.search(r"(?:GLOBAL|global|Unsupported class|function) ([A-Za-z_][\w.]*)", message)
-            name = match.group(1) if match else "a non-tensor object"
-            err = UnsafePickleError(
-                f"{source}: refused to load: the file asks for '{name}', which torch's safe loader "
-                f"(weights_only=True) does not allow. Nothing from the file was executed. A StyleGAN2 "
-                f"weight file needs only tensors and dicts; if you do not trust its origin, delete it."
-            )
-            err.global_name = name  # type: ignore[attr-defined]
-            err.path = source  # type: ignore[attr-defined]
-            raise err from None
-        raise CheckpointError(f"{source}: corrupt PyTorch file ({message})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError, struct.error) as e:
-        raise CheckpointError(
-            f"{source}: cannot read this PyTorch file; it is truncated or corrupt ({type(e).__name__}: {e}). "
-            f"If it was downloaded, delete it and download it again"
-        ) from None
 
 
 def is_rosinality_state(state: Dict[str, Any]) -> bool:
@@ -179,12 +146,38 @@ def convert_rosinality(
 ) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor], List[str]]:
     """Rename/rescale a rosinality generator state dict to NVIDIA's names.
 
-    Returns ``(init_kwargs, state_dict, notes)``.
+    Returns ``(init_kwargs, state_dict, notes)``; the state dict is in NVIDIA's
+    order (synthesis blocks, then the mapping's ``w_avg`` and fc layers).
     """
-    notes: List[str] = []
-    lr_multiplier = 0.01  # rosinality Generator(lr_mlp=0.01), NVIDIA MappingNetwork(lr_multiplier=0.01)
+    arch = _architecture(state, source)
+    renamer = _Renamer(state, source)
+    renamer.synthesis(arch["n_convs"])
+    out = renamer.out
+    fcs: Dict[str, torch.Tensor] = {}
+    for i in range(arch["n_mlp"]):
+        fcs[f"mapping.fc{i}.weight"] = _tensor(state, f"style.{i + 1}.weight", source, 2)
+        fcs[f"mapping.fc{i}.bias"] = _tensor(state, f"style.{i + 1}.bias", source, 1)
+    out["mapping.w_avg"] = _w_avg(latent_avg, fcs, arch, source, renamer.notes)
+    out.update(fcs)
+    init_kwargs = {
+        "z_dim": arch["z_dim"],
+        "c_dim": 0,
+        "w_dim": arch["w_dim"],
+        "img_resolution": arch["resolution"],
+        "img_channels": arch["img_channels"],
+        "mapping_kwargs": {"num_layers": arch["n_mlp"], "lr_multiplier": _LR_MULTIPLIER},
+        "synthesis_kwargs": {
+            **_channel_config(arch["channels"], arch["resolution"]),
+            "num_fp16_res": 0,
+            "conv_clamp": None,
+            "architecture": "skip",
+        },
+    }
+    return init_kwargs, out, renamer.notes
 
-    # ---- architecture from tensor shapes
+
+def _architecture(state: Dict[str, Any], source: str) -> Dict[str, Any]:
+    """Layer counts, resolution, latent sizes and channels, read from the tensor shapes."""
     n_mlp = 0
     while f"style.{n_mlp + 1}.weight" in state:
         n_mlp += 1
@@ -193,10 +186,8 @@ def convert_rosinality(
         n_convs += 1
     if n_mlp == 0 or n_convs % 2 != 0:
         raise CheckpointError(f"{source}: unexpected rosinality layout ({n_mlp} mapping layers, {n_convs} convs)")
-    log_size = n_convs // 2 + 2
-    resolution = 2 ** log_size
+    resolution = 2 ** (n_convs // 2 + 2)
     style = _tensor(state, "style.1.weight", source, 2)
-    w_dim, z_dim = int(style.shape[0]), int(style.shape[1])
     conv1 = _tensor(state, "conv1.conv.weight", source, 5)
     channels = {4: int(conv1.shape[1])}
     for i in range(n_convs // 2):
@@ -206,96 +197,90 @@ def convert_rosinality(
         noise_res = int(state[f"noises.noise_{n_convs}"].shape[-1]) if f"noises.noise_{n_convs}" in state else None
         if noise_res is not None and noise_res != resolution:
             raise CheckpointError(f"{source}: noise buffers end at {noise_res}px but the convs imply {resolution}px")
+    return {"n_mlp": n_mlp, "n_convs": n_convs, "resolution": resolution, "w_dim": int(style.shape[0]),
+            "z_dim": int(style.shape[1]), "channels": channels, "img_channels": img_channels}
 
-    out: Dict[str, torch.Tensor] = {}
 
-    def modconv(src: str, dst: str) -> None:
-        weight = _tensor(state, f"{src}.conv.weight", source, 5)[0]  # [out, in, k, k]
+class _Renamer:
+    """The synthesis network's tensors under NVIDIA's names, in NVIDIA's state_dict order."""
+
+    def __init__(self, state: Dict[str, Any], source: str):
+        self.state, self.source = state, source
+        self.out: Dict[str, torch.Tensor] = {}
+        self.notes: List[str] = []
+
+    def synthesis(self, n_convs: int) -> None:
+        """Each block: its params, its buffers, then its layers."""
+        state, source, out = self.state, self.source, self.out
+        out["synthesis.b4.const"] = _tensor(state, "input.input", source, 4)[0]
+        out["synthesis.b4.resample_filter"] = _default_filter()
+        self.modconv("conv1", "synthesis.b4.conv1")
+        self.layer_buffers("conv1", "synthesis.b4.conv1", 0, 4)
+        self.torgb("to_rgb1", "synthesis.b4.torgb")
+        for i in range(n_convs // 2):
+            res = 2 ** (i + 3)
+            block = f"synthesis.b{res}"
+            out[f"{block}.resample_filter"] = self.filter(f"to_rgbs.{i}.upsample.kernel")
+            self.modconv(f"convs.{2 * i}", f"{block}.conv0")
+            self.layer_buffers(f"convs.{2 * i}", f"{block}.conv0", 2 * i + 1, res)
+            self.modconv(f"convs.{2 * i + 1}", f"{block}.conv1")
+            self.layer_buffers(f"convs.{2 * i + 1}", f"{block}.conv1", 2 * i + 2, res)
+            self.torgb(f"to_rgbs.{i}", f"{block}.torgb")
+
+    def filter(self, name: str) -> torch.Tensor:
+        """rosinality's kernel is NVIDIA's filter times factor**2 (see the module docstring)."""
+        if self.state.get(name) is None:
+            return _default_filter()
+        return _tensor(self.state, name, self.source, 2) / _UP_FACTOR ** 2
+
+    def modconv(self, src: str, dst: str) -> None:
+        weight = _tensor(self.state, f"{src}.conv.weight", self.source, 5)[0]  # [out, in, k, k]
         gain = 1 / math.sqrt(weight.shape[1] * weight.shape[2] * weight.shape[3])
-        out[f"{dst}.weight"] = weight * gain
-        out[f"{dst}.noise_strength"] = _tensor(state, f"{src}.noise.weight", source).reshape([])
-        out[f"{dst}.bias"] = _tensor(state, f"{src}.activate.bias", source, 1)
+        self.out[f"{dst}.weight"] = weight * gain
+        self.out[f"{dst}.noise_strength"] = _tensor(self.state, f"{src}.noise.weight", self.source).reshape([])
+        self.out[f"{dst}.bias"] = _tensor(self.state, f"{src}.activate.bias", self.source, 1)
 
-    def layer_buffers(src: str, dst: str, noise_index: int, res: int) -> None:
-        blur = state.get(f"{src}.conv.blur.kernel")
-        out[f"{dst}.resample_filter"] = (
-            _tensor(state, f"{src}.conv.blur.kernel", source, 2) / _UP_FACTOR ** 2 if blur is not None else _default_filter()
-        )
+    def layer_buffers(self, src: str, dst: str, noise_index: int, res: int) -> None:
+        self.out[f"{dst}.resample_filter"] = self.filter(f"{src}.conv.blur.kernel")
         noise_name = f"noises.noise_{noise_index}"
-        if noise_name in state:
-            out[f"{dst}.noise_const"] = _tensor(state, noise_name, source, 4)[0, 0]
+        if noise_name in self.state:
+            self.out[f"{dst}.noise_const"] = _tensor(self.state, noise_name, self.source, 4)[0, 0]
         else:
             gen = torch.Generator().manual_seed(1000 + noise_index)
-            out[f"{dst}.noise_const"] = torch.randn([res, res], generator=gen)
-            if not any("noise buffers" in n for n in notes):
-                notes.append(
-                    f"{source}: the file has no noise buffers (noises.noise_*); noise_mode='const' uses fixed "
+            self.out[f"{dst}.noise_const"] = torch.randn([res, res], generator=gen)
+            if not any("noise buffers" in n for n in self.notes):
+                self.notes.append(
+                    f"{self.source}: the file has no noise buffers (noises.noise_*); noise_mode='const' uses fixed "
                     f"seeded noise instead (seed 1000 + layer index)"
                 )
-        out[f"{dst}.affine.weight"] = _tensor(state, f"{src}.conv.modulation.weight", source, 2)
-        out[f"{dst}.affine.bias"] = _tensor(state, f"{src}.conv.modulation.bias", source, 1)
+        self.affine(src, dst)
 
-    def torgb(src: str, dst: str) -> None:
-        out[f"{dst}.weight"] = _tensor(state, f"{src}.conv.weight", source, 5)[0]
-        out[f"{dst}.bias"] = _tensor(state, f"{src}.bias", source).reshape([-1])
-        out[f"{dst}.affine.weight"] = _tensor(state, f"{src}.conv.modulation.weight", source, 2)
-        out[f"{dst}.affine.bias"] = _tensor(state, f"{src}.conv.modulation.bias", source, 1)
+    def torgb(self, src: str, dst: str) -> None:
+        self.out[f"{dst}.weight"] = _tensor(self.state, f"{src}.conv.weight", self.source, 5)[0]
+        self.out[f"{dst}.bias"] = _tensor(self.state, f"{src}.bias", self.source).reshape([-1])
+        self.affine(src, dst)
 
-    # ---- synthesis, in NVIDIA's state_dict order (block: params, buffers, then layers)
-    const = _tensor(state, "input.input", source, 4)
-    out["synthesis.b4.const"] = const[0]
-    out["synthesis.b4.resample_filter"] = _default_filter()
-    modconv("conv1", "synthesis.b4.conv1")
-    layer_buffers("conv1", "synthesis.b4.conv1", 0, 4)
-    torgb("to_rgb1", "synthesis.b4.torgb")
-    for i in range(n_convs // 2):
-        res = 2 ** (i + 3)
-        block = f"synthesis.b{res}"
-        kernel = state.get(f"to_rgbs.{i}.upsample.kernel")
-        out[f"{block}.resample_filter"] = (
-            _tensor(state, f"to_rgbs.{i}.upsample.kernel", source, 2) / _UP_FACTOR ** 2 if kernel is not None else _default_filter()
-        )
-        modconv(f"convs.{2 * i}", f"{block}.conv0")
-        layer_buffers(f"convs.{2 * i}", f"{block}.conv0", 2 * i + 1, res)
-        modconv(f"convs.{2 * i + 1}", f"{block}.conv1")
-        layer_buffers(f"convs.{2 * i + 1}", f"{block}.conv1", 2 * i + 2, res)
-        torgb(f"to_rgbs.{i}", f"{block}.torgb")
+    def affine(self, src: str, dst: str) -> None:
+        self.out[f"{dst}.affine.weight"] = _tensor(self.state, f"{src}.conv.modulation.weight", self.source, 2)
+        self.out[f"{dst}.affine.bias"] = _tensor(self.state, f"{src}.conv.modulation.bias", self.source, 1)
 
-    # ---- mapping (NVIDIA order: the w_avg buffer, then the fc layers)
-    fcs: Dict[str, torch.Tensor] = {}
-    for i in range(n_mlp):
-        fcs[f"mapping.fc{i}.weight"] = _tensor(state, f"style.{i + 1}.weight", source, 2)
-        fcs[f"mapping.fc{i}.bias"] = _tensor(state, f"style.{i + 1}.bias", source, 1)
+
+def _w_avg(latent_avg: Optional[torch.Tensor], fcs: Dict[str, torch.Tensor], arch: Dict[str, Any], source: str,
+           notes: List[str]) -> torch.Tensor:
+    """The file's ``latent_avg``, or the mean mapping output computed here (noted and warned)."""
     if latent_avg is not None:
         w_avg = latent_avg.detach().to(torch.float32).reshape(-1).clone()
-        if w_avg.numel() != w_dim:
-            raise CheckpointError(f"{source}: latent_avg has {w_avg.numel()} values; expected {w_dim}")
-    else:
-        w_avg = _compute_w_avg(fcs, n_mlp, z_dim, lr_multiplier)
-        message = (
-            f"{source}: no latent_avg in the file; computed mapping.w_avg as the mean mapping output over "
-            f"{W_AVG_SAMPLES:,} z from numpy RandomState({W_AVG_SEED}) (affects truncation only)"
-        )
-        notes.append(message)
-        warnings.warn(message, stacklevel=3)
-    out["mapping.w_avg"] = w_avg
-    out.update(fcs)
-
-    init_kwargs = {
-        "z_dim": z_dim,
-        "c_dim": 0,
-        "w_dim": w_dim,
-        "img_resolution": resolution,
-        "img_channels": img_channels,
-        "mapping_kwargs": {"num_layers": n_mlp, "lr_multiplier": lr_multiplier},
-        "synthesis_kwargs": {
-            **_channel_config(channels, resolution),
-            "num_fp16_res": 0,
-            "conv_clamp": None,
-            "architecture": "skip",
-        },
-    }
-    return init_kwargs, out, notes
+        if w_avg.numel() != arch["w_dim"]:
+            raise CheckpointError(f"{source}: latent_avg has {w_avg.numel()} values; expected {arch['w_dim']}")
+        return w_avg
+    w_avg = _compute_w_avg(fcs, arch["n_mlp"], arch["z_dim"], _LR_MULTIPLIER)
+    message = (
+        f"{source}: no latent_avg in the file; computed mapping.w_avg as the mean mapping output over "
+        f"{W_AVG_SAMPLES:,} z from numpy RandomState({W_AVG_SEED}) (affects truncation only)"
+    )
+    notes.append(message)
+    warnings.warn(message, stacklevel=4)
+    return w_avg
 
 
 def _default_filter() -> torch.Tensor:

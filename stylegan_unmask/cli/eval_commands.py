@@ -11,10 +11,12 @@ from typing import Optional
 
 import click
 
+from .. import DEFAULT_NETWORK
+
 
 @click.command("eval-unmask")
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--network", default="faces-64", show_default=True, metavar="NAME|URL|PATH",
+@click.option("--network", default=DEFAULT_NETWORK, show_default=True, metavar="NAME|URL|PATH",
               help="Generator for 'ours': registry name, URL, NVIDIA .pkl or rosinality .pt.")
 @click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True, help="Projection steps.")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first K pairs (sorted by id).")
@@ -60,34 +62,25 @@ def eval_unmask_command(folder: Path, network: str, steps: int, limit: Optional[
       stylegan-unmask eval-unmask pairs/ --network net.pkl --methods ours,telea
     """
     from ..evaluation.run import run_eval
-    from ..projector import ProjectionConfig
+    from ..face.frontend import FaceOptions
+    from ..projector import ProjectionConfig, projection_config
 
     try:
         ProjectionConfig(steps=1, init=init)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--init") from None
     outdir = outdir if outdir is not None else Path("eval") / folder.resolve().name
-    result = run_eval(folder, outdir, network=network, steps=steps, lambda_perceptual=lambda_perceptual, init=init,
-                      seed=seed, device=None if device == "auto" else device, methods=methods, limit=limit,
-                      batch_size=batch_size, backend=backend, margin=margin, n_boot=n_boot, progress=not quiet,
-                      plots=not no_plots, **_projector_options(schedule=schedule, precision=precision,
-                                                             compile=compile_mode))
+    config = projection_config(steps=steps, lambda_perceptual=lambda_perceptual, init=init, seed=seed,
+                               schedule=schedule, precision=precision, compile=compile_mode)
+    result = run_eval(folder, outdir, config, FaceOptions(backend=backend, margin=margin), network=network,
+                      device=None if device == "auto" else device, methods=methods, limit=limit,
+                      batch_size=batch_size, n_boot=n_boot, progress=not quiet, plots=not no_plots)
     c = result.counts
     click.echo(f"{c.get('ok', 0)} photos evaluated, {c.get('skipped', 0)} reused, {c.get('failed', 0)} failed")
     for key, err in result.failures:
         click.echo(f"  failed: {key}: {err}")
     click.echo(result.table)
     click.echo(f"metrics: {result.metrics_csv}  summary: {result.summary_csv}  index: {result.index_html}")
-
-
-def _projector_options(**options):
-    """The options this projector knows (``schedule``/``precision`` are recent ProjectionConfig fields)."""
-    import dataclasses
-
-    from ..projector import ProjectionConfig
-
-    known = {f.name for f in dataclasses.fields(ProjectionConfig)}
-    return {k: v for k, v in options.items() if k in known}
 
 
 @click.command("synth-masks")

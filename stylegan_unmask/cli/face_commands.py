@@ -1,9 +1,10 @@
 """``align``, ``mask`` and ``eval-masks``: the face front end on the command line.
 
-Thin wrappers: the work is done by :func:`stylegan_unmask.face.align_photo`,
-:func:`stylegan_unmask.mask.mask_photo` and
-:func:`stylegan_unmask.eval_masks.evaluate_folder`, which the notebook and
-tests call directly.
+Thin wrappers: the work is done by :func:`stylegan_unmask.face.frontend.align_photo`,
+:func:`stylegan_unmask.face.frontend.mask_photo` and
+:func:`stylegan_unmask.evaluation.masks.evaluate_folder`, which the notebook and
+tests call directly. Like every command module, this one imports the work
+lazily, inside the commands, so ``--help`` stays fast.
 """
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import click
 
 from ..errors import UnmaskError
 
-LANDMARK_BACKENDS = ("auto", "dlib", "face-alignment")  # mirrors stylegan_unmask.landmarks
+LANDMARK_BACKENDS = ("auto", "dlib", "face-alignment")  # mirrors face/landmarks.py (tests/cli check it)
 
 _photo = click.argument("photo", type=click.Path(dir_okay=False, path_type=Path))
 _landmarks = click.option("--landmarks", "landmarks_file", type=click.Path(dir_okay=False, path_type=Path),
@@ -47,9 +48,9 @@ def _margin_option(help_text):
               help="Write the photo with landmarks (yellow), FFHQ quad (green) and mask outline (red) drawn on it.")
 def align_command(photo, output, size, landmarks_file, box, face_index, backend, save_landmarks, debug_path):
     """Crop PHOTO to an FFHQ-aligned face, exactly like the FFHQ dataset."""
-    from ..face import align_photo, debug_overlay, parse_box
+    from ..face.frontend import align_photo, debug_overlay, parse_box
+    from ..face.mask import mask_from_landmarks
     from ..images import ensure_not_input, save_image
-    from ..mask import mask_from_landmarks
 
     protect = [photo, landmarks_file]
     outputs = [p for p in (output, save_landmarks, debug_path) if p is not None]
@@ -97,9 +98,8 @@ def mask_command(photo, output, margin, landmarks_file, box, face_index, backend
     rotation applied), so it can be edited over the photo and passed back with
     --mask.
     """
-    from ..face import parse_box
+    from ..face.frontend import mask_photo, parse_box
     from ..images import ensure_not_input, save_image
-    from ..mask import mask_photo
 
     if output.suffix.lower() not in (".png", ".tif", ".tiff", ".bmp"):
         raise UnmaskError(f"{output}: write masks as a lossless image (.png); JPEG would blur the edges")
@@ -126,8 +126,8 @@ def eval_masks_command(folder, csv_path, backend, margin, limit, eyes):
     FOLDER holds pairs (any folders with masked.jpg + gt_mask.png [+ clean.*],
     e.g. <source>/<id>/) or is a folder of masked photos (detection rate only).
     """
-    from ..eval_masks import evaluate_folder, format_report, write_csv
-    from ..mask import DEFAULT_MARGIN
+    from ..evaluation.masks import evaluate_folder, format_report, write_csv
+    from ..face.mask import DEFAULT_MARGIN
 
     report = evaluate_folder(folder, backend=backend, margin=DEFAULT_MARGIN if margin is None else margin,
                              limit=limit, eyes=eyes)

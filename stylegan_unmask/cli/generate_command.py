@@ -14,7 +14,7 @@ import click
 def _parse_seeds_option(ctx, param, value):
     if value is None:
         return None
-    from ..generate import parse_seeds
+    from ..networks.generate import parse_seeds
 
     try:
         return parse_seeds(value)
@@ -59,9 +59,9 @@ def generate_command(network: str, seeds, ws_file: Optional[Path], truncation_ps
     from tqdm import tqdm
 
     from ..checkpoints import load_generator
-    from ..generate import (class_vector, iter_seed_images, load_ws, proj_filename, render_ws, resolve_device,
-                            seed_filename)
+    from ..networks.generate import class_vector, iter_seed_images, load_ws, proj_filename, render_ws, seed_filename
     from ..images import save_image
+    from ..runtime.device import resolve_device
 
     dev = resolve_device(device)
     ws = None

@@ -2,7 +2,8 @@
 
 Both are thin wrappers: ``project`` calls :func:`stylegan_unmask.pipeline.unmask`
 and :func:`~stylegan_unmask.pipeline.save_outputs`, ``batch`` calls
-:func:`stylegan_unmask.batch.run_batch`. Option spellings follow NVIDIA's
+:func:`stylegan_unmask.runs.batch.run_batch`; the flags become a
+``ProjectionConfig`` and ``FaceOptions``. Option spellings follow NVIDIA's
 projector/generator scripts where they overlap (--network, --outdir, --seed,
 --noise-mode).
 """
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Optional, Tuple
 
 import click
+
+from .. import DEFAULT_NETWORK
 
 
 def _parse_box(ctx, param, value) -> Optional[Tuple[float, float, float, float]]:
@@ -28,7 +31,7 @@ def _parse_box(ctx, param, value) -> Optional[Tuple[float, float, float, float]]
 
 
 def _parse_init(ctx, param, value: str) -> str:
-    from ..projector import ProjectionConfig
+    from ..projector import ProjectionConfig  # the command modules import the work lazily: fast --help
 
     try:
         ProjectionConfig(steps=1, init=value)
@@ -40,7 +43,7 @@ def _parse_init(ctx, param, value: str) -> str:
 def projection_options(f):
     """Options shared by ``project`` and ``batch``."""
     options = [
-        click.option("--network", default="faces-64", show_default=True, metavar="NAME|URL|PATH",
+        click.option("--network", default=DEFAULT_NETWORK, show_default=True, metavar="NAME|URL|PATH",
                      help="Generator: registry name, URL, NVIDIA .pkl or rosinality .pt."),
         click.option("--steps", type=click.IntRange(min=1), default=1000, show_default=True,
                      help="Optimisation steps (300 already gives a usable result)."),
@@ -81,6 +84,16 @@ def projection_options(f):
     return f
 
 
+def _projection_config(steps, lambda_perceptual, init, seed, optimize_noise, noise_mode, schedule, precision,
+                       compile_mode):
+    """The ``projection_options`` flags as a ProjectionConfig."""
+    from ..projector import projection_config
+
+    return projection_config(steps=steps, lambda_perceptual=lambda_perceptual, init=init, seed=seed,
+                             optimize_noise=optimize_noise, noise_mode=noise_mode, schedule=schedule,
+                             precision=precision, compile=compile_mode)
+
+
 @click.command("project")
 @click.argument("photo", type=click.Path(path_type=Path))
 @click.option("--outdir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -114,6 +127,7 @@ def project_command(photo: Path, outdir: Optional[Path], network: str, steps: in
       stylegan-unmask project face.jpg --mask mymask.png --outdir out/face
       stylegan-unmask project aligned.png --aligned --network ffhq-1024
     """
+    from ..face.frontend import FaceOptions
     from ..images import ensure_not_input, load_image
     from ..pipeline import OUTPUT_FILES, save_outputs, unmask
 
@@ -121,11 +135,12 @@ def project_command(photo: Path, outdir: Optional[Path], network: str, steps: in
     outdir = outdir if outdir is not None else Path("out") / photo.stem
     for name in (*OUTPUT_FILES, "projection.mp4", "projection.gif"):  # fail now, not after the projection
         ensure_not_input(outdir / name, [photo, mask_path, landmarks_path])
-    result = unmask(original, network=network, steps=steps, lambda_perceptual=lambda_perceptual, init=init,
-                    seed=seed, device=device, mask=mask_path, aligned=aligned, landmarks=landmarks_path, box=box,
-                    face_index=face_index, backend=backend, margin=margin, optimize_noise=optimize_noise,
-                    noise_mode=noise_mode, progress=not quiet, record_video=save_video, video_every=video_every,
-                    schedule=schedule, precision=precision, compile=compile_mode)
+    config = _projection_config(steps, lambda_perceptual, init, seed, optimize_noise, noise_mode, schedule,
+                                precision, compile_mode)
+    face = FaceOptions(aligned=aligned, mask=mask_path, landmarks=landmarks_path, box=box, face_index=face_index,
+                       backend=backend, margin=margin)
+    result = unmask(original, config, face, network=network, device=device, progress=not quiet,
+                    record_video=save_video, video_every=video_every)
     written = save_outputs(result, outdir, protect=[photo, mask_path, landmarks_path])
     click.echo(f"wrote {len(written)} files to {outdir}/: " + ", ".join(p.name for p in written.values()))
     proj = result.projection
@@ -157,13 +172,14 @@ def batch_command(folder: Path, outdir: Path, network: str, steps: int, lambda_p
       stylegan-unmask batch photos/ --outdir results/ --steps 500
       torchrun --standalone --nproc_per_node 4 -m stylegan_unmask batch photos/ --outdir results/
     """
-    from ..batch import run_batch
+    from ..face.frontend import FaceOptions
+    from ..runs.batch import run_batch
 
-    summary = run_batch(folder, outdir, network=network, steps=steps, lambda_perceptual=lambda_perceptual,
-                        init=init, seed=seed, device=None if device == "auto" else device, batch_size=batch_size,
-                        recursive=recursive, aligned=aligned, backend=backend, margin=margin,
-                        optimize_noise=optimize_noise, noise_mode=noise_mode, save_video=save_video, shard=shard,
-                        progress=not quiet, schedule=schedule, precision=precision, compile=compile_mode)
+    config = _projection_config(steps, lambda_perceptual, init, seed, optimize_noise, noise_mode, schedule,
+                                precision, compile_mode)
+    summary = run_batch(folder, outdir, config, FaceOptions(aligned=aligned, backend=backend, margin=margin),
+                        network=network, device=None if device == "auto" else device, batch_size=batch_size,
+                        recursive=recursive, save_video=save_video, shard=shard, progress=not quiet)
     c = summary.counts
     where = f"shard {summary.rank}/{summary.world_size}: " if summary.world_size > 1 else ""
     click.echo(f"{where}{c.get('ok', 0)} unmasked, {c.get('skipped', 0)} already done, {c.get('failed', 0)} failed")

@@ -128,7 +128,7 @@ def metrics_command(network, data, samples, truncation_psi, face_samples, seed, 
 
     from ..atomic import atomic_write_text
     from ..checkpoints import load_generator
-    from ..generate import resolve_device
+    from ..runtime.device import resolve_device
     from ..training.dataset import load_dataset
     from ..training.metrics import compute_metrics
 
@@ -154,7 +154,7 @@ def metrics_command(network, data, samples, truncation_psi, face_samples, seed, 
 def export_command(snapshot, out, fp32):
     """Write SNAPSHOT's G_ema (a network snapshot or training-state.pt) as a small network file OUT."""
     from ..images import ensure_not_input
-    from ..training.snapshot import export_network
+    from ..checkpoints.ours import export_network
 
     ensure_not_input(out, [snapshot])
     path = export_network(snapshot, out, half=not fp32)

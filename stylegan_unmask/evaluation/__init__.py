@@ -14,7 +14,10 @@ One job per module; typed dataclasses pass between them:
 ``plots``          matplotlib distribution plots
 ``html``           the sortable ``index.html``
 ``run``            the resumable, batched evaluation run tying it together
+                   (its bookkeeping is the folder runs', ``runs/bookkeeping.py``)
 ``synth_masks``    drawing realistic face masks on clean faces, exact GT kept
+``masks``          the mask region against ground truth: detection rate,
+                   coverage, overreach (``stylegan-unmask eval-masks``)
 =================  =============================================================
 
 Definitions of every figure: ``docs/evaluation.md``.

@@ -18,6 +18,7 @@ import numpy as np
 
 from ..errors import InputImageError
 from ..images import LoadedImage, load_image
+from .masks import find_paired_items
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -50,8 +51,6 @@ class LoadedPair:
 
 def find_pairs(folder: PathLike) -> List[Pair]:
     """Every pair below ``folder``, sorted by key; raises when there is none."""
-    from ..eval_masks import find_paired_items
-
     root = Path(folder)
     if not root.is_dir():
         raise InputImageError(root, "not a folder")

@@ -26,6 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Type, Union
 import numpy as np
 
 from ..errors import UnmaskError
+from ..pipeline import finish_face, network_source, project_faces, run_settings
 
 
 @dataclass
@@ -152,14 +153,10 @@ class OursFill(FillMethod):
     """The pipeline's projection stage for a batch of prepared faces (one projector call), then blend + paste."""
 
     def settings(self) -> Dict[str, object]:
-        from ..pipeline import network_source, run_settings
-
         c = self.context
         return run_settings(network_source(c.G), c.config, feather_px=c.feather_px)
 
     def fill_batch(self, items: Sequence[FillInput]) -> List[Union[FillOutput, Exception]]:
-        from ..pipeline import finish_face, network_source, project_faces
-
         c = self.context
         if c.G is None or c.config is None:
             raise UnmaskError("method 'ours' needs a network (--network)")

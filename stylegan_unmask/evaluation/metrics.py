@@ -26,6 +26,10 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from ..face import detect
+from ..face.landmarks import _dlib_landmarks, _hog_like_box
+from ..perceptual import LPIPS
+
 #: PSNR when the MSE is 0 (identical pixels).
 PSNR_CAP = 100.0
 #: Side of the LPIPS crop, px.
@@ -142,8 +146,6 @@ class LPIPSScorer:
     """Our LPIPS-VGG (``perceptual.LPIPS``) on crops around the gt mask, several results in one call."""
 
     def __init__(self, device="cpu", size: int = LPIPS_CROP):
-        from ..perceptual import LPIPS
-
         self.device = device
         self.size = int(size)
         self.model = LPIPS().to(device).eval()
@@ -186,8 +188,6 @@ class IdentityModel:
     MODEL_FILE = "dlib_face_recognition_resnet_model_v1.dat"
 
     def __init__(self, detector: str = "auto"):
-        from .. import detect
-
         dlib = detect._import_dlib()
         path = detect.dlib_model_path(self.MODEL_FILE)
         self._dlib = dlib
@@ -196,9 +196,6 @@ class IdentityModel:
 
     def find(self, image: np.ndarray, near_box=None) -> FaceInResult:
         """The face overlapping ``near_box`` the most (IoU >= FACE_IOU), else the largest when no box is given."""
-        from .. import detect
-        from ..landmarks import _dlib_landmarks, _hog_like_box
-
         faces = detect.detect_faces(image, backend=self.detector)
         if not faces:
             return FaceInResult(False)

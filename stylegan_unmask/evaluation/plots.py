@@ -7,6 +7,7 @@ from typing import List, Mapping, Sequence
 import numpy as np
 
 from ..atomic import atomic_file
+from .html import _label
 from .metrics import METRIC_INFO
 from .stats import value_of
 
@@ -16,9 +17,7 @@ PLOTTED = ("lpips_mask", "psnr_mask", "ssim_mask", "psnr_full", "ssim_full", "id
 
 def write_plots(outdir: Path, rows: Sequence[Mapping[str, object]], methods: Sequence[str]) -> List[Path]:
     """``plots/distributions.png``: a box plot with the single photos as dots, per figure and method."""
-    from matplotlib.figure import Figure  # no pyplot: no global backend switch, no GUI
-
-    from .html import _label
+    from matplotlib.figure import Figure  # optional (matplotlib); no pyplot: no global backend switch, no GUI
 
     values = {(m, n): [] for m in methods for n in PLOTTED}
     for r in rows:

@@ -4,9 +4,9 @@ Per photo (``data.Pair``):
 
 1. load and check the pair (``data.load_pair``);
 2. the real pipeline's front end on the *masked* photo: detect, landmarks,
-   align, automatic mask (``pipeline.prepare_face``). The region every method
+   align, automatic mask (``face.frontend.prepare_face``). The region every method
    fills is that aligned mask warped into the photo (exactly the pixels
-   ``blend.paste_back`` treats as the region), so methods differ only in the fill;
+   ``face.blend.paste_back`` treats as the region), so methods differ only in the fill;
 3. each method fills the region (``methods``); photos are processed in chunks
    of ``batch_size`` and ``ours`` optimises a chunk in one projector call, as
    ``batch`` does;
@@ -18,13 +18,13 @@ Per photo (``data.Pair``):
    method, or ours with other settings).
 
 A photo that fails (unreadable file, no face, ...) is reported in the table,
-``metrics.csv`` and ``index.html``, and the run goes on.
+``metrics.csv`` and ``index.html``, and the run goes on. The markers, throttled
+reports and error lines are the folder runs' (``runs/bookkeeping.py``).
 """
 from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import sys
 import time
@@ -32,27 +32,37 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
+import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
+from .. import DEFAULT_NETWORK
 from ..atomic import atomic_write_text
-from ..checkpoints.registry import DEFAULT_NETWORK
 from ..errors import UnmaskError
+from ..face.frontend import FaceOptions, prepare_face
+from ..images import save_image
+from ..pipeline import get_network, network_crop_scale
+from ..pipeline.pictures import mask_overlay, thumbnail
+from ..projector import ProjectionConfig
+from ..runs.bookkeeping import (MARKER_VERSION, ThrottledReport, attempt, count_statuses, describe_error, jsonable,
+                                read_marker, write_marker)
+from ..runtime.device import module_device, resolve_device
 from .data import LoadedPair, Pair, find_pairs, load_pair
+from .html import render_eval_html
 from .methods import FillInput, FillOutput, MethodContext, build_methods, parse_methods
-from .metrics import LPIPS_CROP, METRIC_INFO, METRIC_NAMES, METRICS_VERSION, Scorer
-from .stats import DEFAULT_BOOTSTRAP, MetricSummary, SUMMARY_FIELDS, format_table, summarize, summary_rows
+from .metrics import LPIPS_CROP, METRIC_NAMES, METRICS_VERSION, Scorer
+from .plots import write_plots
+from .stats import DEFAULT_BOOTSTRAP, SUMMARY_FIELDS, MetricSummary, format_table, summarize, summary_rows
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 DEFAULT_METHODS = ("ours", "telea", "ns", "none")
 MARKER = "eval.json"
-MARKER_VERSION = 1
 #: Aligned working resolution when no network is loaded (baselines only).
 RESOLUTION_WITHOUT_NETWORK = 256
 ROW_FIELDS = ("id", "method", "status", "error", "seconds", "prep_seconds", "metric_seconds", *METRIC_NAMES,
               "flagged", "image")
 THUMB_SIDE = 256
-REPORT_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -72,22 +82,10 @@ class EvalResult:
     failures: List[Tuple[str, str]] = field(default_factory=list)  # (key, error)
 
 
-def _jsonable(obj):
-    return json.loads(json.dumps(obj, default=str))
-
-
 def region_in_photo(face) -> np.ndarray:
     """Our automatic mask in the photo: every pixel the warped aligned mask touches (as ``paste_back``)."""
-    import cv2
-
     coverage, _ = face.aligned.transform.warp_to_source(face.mask_aligned.astype(np.float32), cv2.INTER_LINEAR)
     return coverage > 1e-3
-
-
-def _describe(exc: BaseException) -> str:
-    from ..batch import _describe as describe
-
-    return describe(exc)
 
 
 def _row(key: str, method: str, status: str, error: str = "", flagged: bool = False, **figures) -> Dict[str, object]:
@@ -142,258 +140,265 @@ def _fingerprint(pair: Pair) -> Dict[str, object]:
     return out
 
 
-def _read_marker(path: Path) -> Optional[dict]:
-    try:
-        m = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return m if isinstance(m, dict) and m.get("version") == MARKER_VERSION else None
+@dataclass
+class _Photo:
+    """One pair on its way through a chunk."""
+
+    pair: Pair
+    marker: Optional[dict]              # its earlier marker, when the inputs and shared settings still match
+    todo: List[str]                     # methods to run
+    done: Dict[str, dict]               # marker entries of methods already done
+    loaded: Optional[LoadedPair] = None
+    item: Optional[FillInput] = None
+    prep_seconds: float = 0.0
 
 
-def run_eval(folder: PathLike, outdir: PathLike, *, network: Optional[PathLike] = DEFAULT_NETWORK, steps: int = 1000,
-             lambda_perceptual: float = 0.8, init: str = "avg", seed: int = 0, device=None,
-             methods: Union[str, Sequence[str]] = DEFAULT_METHODS, limit: Optional[int] = None,
-             batch_size: Optional[int] = None, backend: str = "auto", margin: Optional[float] = None,
-             feather_px: Optional[float] = None, n_boot: int = DEFAULT_BOOTSTRAP, progress: bool = True,
-             plots: bool = True, G=None, echo=None, schedule: Optional[str] = None,
-             precision: Optional[str] = None, compile: Optional[str] = None) -> EvalResult:
+def run_eval(folder: PathLike, outdir: PathLike, config: Optional[ProjectionConfig] = None,
+             face: Optional[FaceOptions] = None, *, network: Optional[PathLike] = DEFAULT_NETWORK, G=None,
+             device=None, methods: Union[str, Sequence[str]] = DEFAULT_METHODS, limit: Optional[int] = None,
+             batch_size: Optional[int] = None, feather_px: Optional[float] = None, n_boot: int = DEFAULT_BOOTSTRAP,
+             progress: bool = True, plots: bool = True, echo=None) -> EvalResult:
     """Evaluate ``methods`` on the pairs below ``folder``; outputs in ``outdir`` (see the module docstring).
 
+    ``config``: how 'ours' projects (as for ``unmask``); ``face``: the front end's
+    landmark ``backend`` and mask ``margin`` (as ``--backend/--margin``).
     ``limit``: the first K pairs in sorted key order. ``echo(line)`` receives
     failure lines as they happen (default: tqdm's write to stderr).
-    ``schedule`` / ``precision`` / ``compile``: the projector's options of the same name
-    (as ``batch --schedule/--precision/--compile``); None keeps the projector's default.
     """
-    from tqdm.auto import tqdm
+    return EvalRun(folder, outdir, config, face, network=network, G=G, device=device, methods=methods, limit=limit,
+                   batch_size=batch_size, feather_px=feather_px, n_boot=n_boot, progress=progress, plots=plots,
+                   echo=echo).run()
 
-    from ..batch import default_device
-    from ..images import save_image
-    from ..pipeline import (get_network, network_crop_scale, network_device, prepare_face, projection_config,
-                            resolve_device)
-    from ..report import mask_overlay, thumbnail
-    from .html import render_eval_html
 
-    folder, outdir = Path(folder), Path(outdir)
-    names = parse_methods(methods)
-    if outdir.exists() and not outdir.is_dir():
-        raise UnmaskError(f"{outdir}: exists and is not a folder")
-    pairs = find_pairs(folder)
-    if limit is not None:
-        if limit < 1:
-            raise UnmaskError(f"--limit {limit}: must be at least 1")
-        pairs = pairs[: int(limit)]
+class EvalRun:
+    """One evaluation: chunks of pairs through the front end, every method, the scorer and the reports."""
 
-    if G is None and ("ours" in names):
-        dev = resolve_device(device) if device is not None else default_device()
-        G = get_network(network, dev)
-    if G is not None:
-        dev = network_device(G)
-    else:
-        dev = resolve_device(device) if device is not None else default_device()
-    if batch_size is None:
-        batch_size = 4 if dev.type == "cuda" else 1
-    if batch_size < 1:
-        raise UnmaskError(f"--batch-size {batch_size}: must be at least 1")
-    resolution = int(G.img_resolution) if G is not None else RESOLUTION_WITHOUT_NETWORK
-    extra = {k: v for k, v in (("schedule", schedule), ("precision", precision), ("compile", compile))
-             if v is not None}
-    config = projection_config(steps=steps, lambda_perceptual=lambda_perceptual, init=init, seed=seed,
-                               device=dev, **extra) if G is not None else None
-    crop_scale = network_crop_scale(G) if G is not None else 1.0
-    context = MethodContext(G=G, config=config, device=dev, feather_px=feather_px)
-    fillers = {m.name: m for m in build_methods(names, context)}
-    method_settings = {n: _jsonable(fillers[n].settings()) for n in names}
-    shared = _jsonable({"metrics_version": METRICS_VERSION, "backend": backend, "margin": margin,
-                        "work_resolution": resolution, "crop_scale": crop_scale, "lpips_crop": LPIPS_CROP})
-    scorer = Scorer(device=dev)
+    def __init__(self, folder: PathLike, outdir: PathLike, config: Optional[ProjectionConfig] = None,
+                 face: Optional[FaceOptions] = None, *, network: Optional[PathLike] = DEFAULT_NETWORK, G=None,
+                 device=None, methods: Union[str, Sequence[str]] = DEFAULT_METHODS, limit: Optional[int] = None,
+                 batch_size: Optional[int] = None, feather_px: Optional[float] = None,
+                 n_boot: int = DEFAULT_BOOTSTRAP, progress: bool = True, plots: bool = True, echo=None):
+        self.folder, self.outdir = Path(folder), Path(outdir)
+        self.names = parse_methods(methods)
+        if self.outdir.exists() and not self.outdir.is_dir():
+            raise UnmaskError(f"{self.outdir}: exists and is not a folder")
+        self.pairs = find_pairs(self.folder)
+        if limit is not None:
+            if limit < 1:
+                raise UnmaskError(f"--limit {limit}: must be at least 1")
+            self.pairs = self.pairs[: int(limit)]
+        if G is None and "ours" in self.names:
+            G = get_network(network, resolve_device(device, per_process=True))
+        self.G = G
+        self.device = module_device(G) if G is not None else resolve_device(device, per_process=True)
+        self.batch_size = batch_size if batch_size is not None else (4 if self.device.type == "cuda" else 1)
+        if self.batch_size < 1:
+            raise UnmaskError(f"--batch-size {self.batch_size}: must be at least 1")
+        self.resolution = int(G.img_resolution) if G is not None else RESOLUTION_WITHOUT_NETWORK
+        requested = config if config is not None else ProjectionConfig()
+        self.config = requested.for_device(self.device) if G is not None else None
+        self.face = face if face is not None else FaceOptions()
+        self.crop_scale = network_crop_scale(G) if G is not None else 1.0
+        self.fillers = {m.name: m for m in build_methods(self.names, MethodContext(
+            G=G, config=self.config, device=self.device, feather_px=feather_px))}
+        self.method_settings = {n: jsonable(self.fillers[n].settings()) for n in self.names}
+        self.shared = jsonable({"metrics_version": METRICS_VERSION, "backend": self.face.backend,
+                                "margin": self.face.margin, "work_resolution": self.resolution,
+                                "crop_scale": self.crop_scale, "lpips_crop": LPIPS_CROP})
+        self.scorer = Scorer(device=self.device)
+        self.n_boot, self.plots, self.progress, self.echo = n_boot, plots, progress, echo
+        self.report_settings = {
+            "input": str(self.folder), "network": str(getattr(G, "source", network)) if G else "-",
+            "steps": requested.steps, "lambda": requested.lambda_perceptual, "init": requested.init,
+            "seed": requested.seed, "schedule": getattr(self.config, "schedule", "-"),
+            "precision": getattr(self.config, "precision", "-"), "device": str(self.device),
+            "batch_size": self.batch_size, "methods": ",".join(self.names), "backend": self.face.backend,
+            "margin": "default" if self.face.margin is None else self.face.margin}
+        self.rows_by_key: Dict[str, Dict[str, Dict[str, object]]] = {}
+        self.status_by_key: Dict[str, str] = {}
+        self.failures: List[Tuple[str, str]] = []
+        self.plot_paths: List[str] = []
+        self.summary_text = ""  # the printed table, on the page once the run is complete
+        self.report = ThrottledReport(self._write_reports)
+        self.bar = None
 
-    outdir.mkdir(parents=True, exist_ok=True)
-    rows_by_key: Dict[str, Dict[str, Dict[str, object]]] = {}
-    status_by_key: Dict[str, str] = {}
-    failures: List[Tuple[str, str]] = []
-    last_write = [0.0]
-    settings_for_report = {"input": str(folder), "network": str(getattr(G, "source", network)) if G else "-",
-                           "steps": steps, "lambda": lambda_perceptual, "init": init, "seed": seed,
-                           "schedule": getattr(config, "schedule", "-"), "precision": getattr(config, "precision", "-"),
-                           "device": str(dev), "batch_size": batch_size, "methods": ",".join(names),
-                           "backend": backend, "margin": "default" if margin is None else margin}
-
-    def all_rows() -> List[Dict[str, object]]:
-        out = []
-        for p in pairs:
-            got = rows_by_key.get(p.key)
-            for n in names:
-                if got and n in got:
-                    out.append(got[n])
-                else:
-                    out.append(_row(p.key, n, "pending", flagged=p.flagged))
-        return out
-
-    def write_reports(force: bool = True):
-        if not force and time.monotonic() - last_write[0] < REPORT_INTERVAL_S:
-            return
-        last_write[0] = time.monotonic()
-        rows = all_rows()
-        write_metrics_csv(outdir / "metrics.csv", rows)
-        html = render_eval_html(rows, names, pairs, status_by_key, settings_for_report, plots=plot_paths,
-                                summary_text=summary_text[0])
-        atomic_write_text(outdir / "index.html", html)
-
-    plot_paths: List[str] = []
-    summary_text = [""]  # the printed table, on the page once the run is complete
-    bar = tqdm(total=len(pairs), desc="eval-unmask", unit="photo", disable=not progress)
-    say = echo or (lambda line: bar.write(line, file=sys.stderr))
-
-    def fail_photo(pair: Pair, msg: str):
-        rows_by_key[pair.key] = {n: _row(pair.key, n, "failed", msg, pair.flagged) for n in names}
-        status_by_key[pair.key] = "failed"
-        failures.append((pair.key, msg))
-        say(f"failed: {pair.key}: {msg}")
-
-    def finish(pair: Pair):
-        counts = {s: sum(v == s for v in status_by_key.values()) for s in ("ok", "skipped", "failed")}
-        bar.update(1)
-        bar.set_postfix(counts)
-        write_reports(force=False)
-
-    def process_chunk(chunk: List[Pair]):
-        # 1. what is already done, what is left
-        work: List[Tuple[Pair, dict, List[str], Dict[str, dict]]] = []
-        for pair in chunk:
-            odir = outdir / pair.key
-            marker = _read_marker(odir / MARKER)
-            if marker is not None and (marker.get("shared") != shared or marker.get("inputs") != _fingerprint(pair)):
-                marker = None  # other front-end settings, or the input files changed: redo everything
-            done: Dict[str, dict] = {}
-            if marker is not None:
-                for n in names:
-                    entry = (marker.get("methods") or {}).get(n)
-                    if (entry and entry.get("settings") == method_settings[n] and entry.get("row")
-                            and (odir / f"{n}.png").is_file()):
-                        done[n] = entry
-            todo = [n for n in names if n not in done]
-            if not todo:
-                rows_by_key[pair.key] = {n: {**done[n]["row"], "id": pair.key, "status": "ok"} for n in names}
-                status_by_key[pair.key] = "skipped"
-                finish(pair)
-                continue
-            work.append((pair, marker, todo, done))
-        if not work:
-            return
-        # 2. load + front end
-        prepared: List[Tuple[Pair, Optional[dict], List[str], Dict[str, dict], LoadedPair, FillInput, float]] = []
-        for pair, marker, todo, done in work:
-            t0 = time.perf_counter()
+    def run(self) -> EvalResult:
+        # 1. Every chunk of pairs, the reports rewritten as it goes.
+        self.outdir.mkdir(parents=True, exist_ok=True)
+        self.bar = tqdm(total=len(self.pairs), desc="eval-unmask", unit="photo", disable=not self.progress)
+        try:
+            self.report()
+            for i in range(0, len(self.pairs), self.batch_size):
+                self._chunk(self.pairs[i:i + self.batch_size])
+        finally:
+            self.bar.close()
+            self.report()
+        # 2. The summary: figures per method, the table, the plots.
+        rows = self._all_rows()
+        summaries = summarize(rows, self.names, n_boot=self.n_boot)
+        summary_csv = write_summary_csv(self.outdir / "summary.csv", summaries)
+        self.summary_text = format_table(summaries, self.names)
+        if self.plots:
             try:
-                loaded = load_pair(pair)
-                face = prepare_face(loaded.masked, resolution, backend=backend, margin=margin,
-                                    **({"crop_scale": crop_scale} if crop_scale != 1.0 else {}))
-                region = region_in_photo(face)
-                if not region.any():
-                    raise UnmaskError(f"{pair.masked}: the automatic mask lies outside the photo")
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as exc:  # noqa: BLE001 - one bad photo never stops the run
-                fail_photo(pair, _describe(exc))
-                finish(pair)
-                continue
-            item = FillInput(key=pair.key, photo=loaded.masked.pixels, region=region, face=face)
-            prepared.append((pair, marker, todo, done, loaded, item, time.perf_counter() - t0))
-        if not prepared:
+                self.plot_paths[:] = [p.relative_to(self.outdir).as_posix()
+                                      for p in write_plots(self.outdir, rows, self.names)]
+            except ImportError as exc:  # matplotlib missing: the figures are still in the CSVs
+                self._say(f"plots skipped: {exc}")
+        self.report()
+        return EvalResult(outdir=self.outdir, methods=self.names, rows=rows, summaries=summaries,
+                          table=self.summary_text, metrics_csv=self.outdir / "metrics.csv",
+                          summary_csv=summary_csv, index_html=self.outdir / "index.html",
+                          plots=[self.outdir / p for p in self.plot_paths],
+                          counts=count_statuses(self.status_by_key.values(), ("ok", "skipped", "failed")),
+                          failures=self.failures)
+
+    def _chunk(self, chunk: List[Pair]) -> None:
+        """What is left of each pair, its front end, every method over the chunk, then scores and markers."""
+        photos = [p for p in (self._todo(pair) for pair in chunk) if p is not None]
+        photos = [p for p in photos if self._prepare(p)]
+        if not photos:
             return
-        # 3. fill: each method over the photos that need it
-        outputs: Dict[Tuple[str, str], Union[FillOutput, Exception]] = {}
-        for n in names:
-            need = [p for p in prepared if n in p[2]]
+        outputs = self._fill(photos)
+        for photo in photos:
+            self._finish_photo(photo, outputs)
+
+    def _todo(self, pair: Pair) -> Optional[_Photo]:
+        """The pair's methods still to run (None, and reported as skipped, when every one is done)."""
+        odir = self.outdir / pair.key
+        marker = read_marker(odir / MARKER, MARKER_VERSION)
+        if marker is not None and (marker.get("shared") != self.shared or marker.get("inputs") != _fingerprint(pair)):
+            marker = None  # other front-end settings, or the input files changed: redo everything
+        done: Dict[str, dict] = {}
+        if marker is not None:
+            for n in self.names:
+                entry = (marker.get("methods") or {}).get(n)
+                if (entry and entry.get("settings") == self.method_settings[n] and entry.get("row")
+                        and (odir / f"{n}.png").is_file()):
+                    done[n] = entry
+        todo = [n for n in self.names if n not in done]
+        if not todo:
+            self.rows_by_key[pair.key] = {n: {**done[n]["row"], "id": pair.key, "status": "ok"} for n in self.names}
+            self.status_by_key[pair.key] = "skipped"
+            self._tick()
+            return None
+        return _Photo(pair, marker, todo, done)
+
+    def _prepare(self, photo: _Photo) -> bool:
+        """Load the pair and run the real front end on the masked photo; False (reported) when it fails."""
+        t0 = time.perf_counter()
+        _, error = attempt(self._front_end, photo)
+        if error is not None:
+            self._fail_photo(photo.pair, describe_error(error))
+            return False
+        photo.prep_seconds = time.perf_counter() - t0
+        return True
+
+    def _front_end(self, photo: _Photo) -> None:
+        loaded = load_pair(photo.pair)
+        face = prepare_face(loaded.masked, self.resolution, self.face, crop_scale=self.crop_scale)
+        region = region_in_photo(face)
+        if not region.any():
+            raise UnmaskError(f"{photo.pair.masked}: the automatic mask lies outside the photo")
+        photo.loaded = loaded
+        photo.item = FillInput(key=photo.pair.key, photo=loaded.masked.pixels, region=region, face=face)
+
+    def _fill(self, photos: List[_Photo]) -> Dict[Tuple[str, str], Union[FillOutput, BaseException]]:
+        """Each method over the photos that need it (one call per method: 'ours' projects them together)."""
+        outputs: Dict[Tuple[str, str], Union[FillOutput, BaseException]] = {}
+        for n in self.names:
+            need = [p for p in photos if n in p.todo]
             if not need:
                 continue
-            try:
-                res = fillers[n].fill_batch([p[5] for p in need])
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as exc:  # noqa: BLE001
-                res = [exc] * len(need)
-            for p, r in zip(need, res):
-                outputs[(p[0].key, n)] = r
-        # 4. score, save, mark
-        for pair, marker, todo, done, loaded, item, prep_s in prepared:
-            odir = outdir / pair.key
-            protect = [pair.masked, pair.clean, pair.gt_mask]
-            rows: Dict[str, Dict[str, object]] = {n: {**done[n]["row"], "id": pair.key, "status": "ok"} for n in done}
-            entries = dict((marker or {}).get("methods") or {})  # results of other methods are kept
-            try:
-                ok = [n for n in todo if isinstance(outputs.get((pair.key, n)), FillOutput)]
-                for n in todo:
-                    r = outputs.get((pair.key, n))
-                    if not isinstance(r, FillOutput):
-                        msg = _describe(r) if isinstance(r, BaseException) else "no output"
-                        rows[n] = _row(pair.key, n, "failed", f"{n}: {msg}", pair.flagged)
-                        say(f"failed: {pair.key} [{n}]: {msg}")
-                        failures.append((f"{pair.key} [{n}]", msg))
-                if ok:
-                    t0 = time.perf_counter()
-                    clean_face = scorer.reference_face(loaded.clean, item.face.landmarks.box)
-                    figures = scorer.score([outputs[(pair.key, n)].image for n in ok], loaded.clean, loaded.gt,
-                                           clean_face, near_box=item.face.landmarks.box)
-                    metric_s = (time.perf_counter() - t0) / len(ok)
-                    thumbs = _thumbs(loaded, item, thumbnail, mask_overlay)
-                    for name, pixels in thumbs.items():
-                        save_image(odir / name, pixels, protect=protect)
-                    for n, fig in zip(ok, figures):
-                        out = outputs[(pair.key, n)]
-                        save_image(odir / f"{n}.png", out.image, protect=protect)
-                        save_image(odir / f"thumb_{n}.jpg", thumbnail(out.image, THUMB_SIDE), protect=protect,
-                                   quality=88)
-                        row = _row(pair.key, n, "ok", "", pair.flagged, seconds=out.seconds, prep_seconds=prep_s,
-                                   metric_seconds=metric_s, image=f"{pair.key}/{n}.png", **fig)
-                        rows[n] = row
-                        entries[n] = {"settings": method_settings[n], "row": _jsonable(row), "info": out.info}
-                    atomic_write_text(odir / MARKER, json.dumps({
-                        "version": MARKER_VERSION, "key": pair.key, "shared": shared,
-                        "inputs": _fingerprint(pair), "methods": entries,
-                        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, indent=1, default=str))
-            except (KeyboardInterrupt, SystemExit):
-                raise
-            except Exception as exc:  # noqa: BLE001
-                fail_photo(pair, _describe(exc))
-                finish(pair)
-                continue
-            rows_by_key[pair.key] = {n: rows[n] for n in names}
-            failed_here = [n for n in names if rows[n]["status"] != "ok"]
-            status_by_key[pair.key] = "failed" if failed_here else "ok"
-            finish(pair)
+            res, error = attempt(self.fillers[n].fill_batch, [p.item for p in need])
+            for p, r in zip(need, res if error is None else [error] * len(need)):
+                outputs[(p.pair.key, n)] = r
+        return outputs
 
-    try:
-        write_reports()
-        for i in range(0, len(pairs), batch_size):
-            process_chunk(pairs[i:i + batch_size])
-    finally:
-        bar.close()
-        write_reports()
+    def _finish_photo(self, photo: _Photo, outputs) -> None:
+        """Rows for every method of the pair, its pictures and its marker; a failure here fails the photo."""
+        pair = photo.pair
+        rows: Dict[str, Dict[str, object]] = {n: {**photo.done[n]["row"], "id": pair.key, "status": "ok"}
+                                              for n in photo.done}
+        _, error = attempt(self._score_and_save, photo, outputs, rows)
+        if error is not None:
+            self._fail_photo(pair, describe_error(error))
+            return
+        self.rows_by_key[pair.key] = {n: rows[n] for n in self.names}
+        failed_here = [n for n in self.names if rows[n]["status"] != "ok"]
+        self.status_by_key[pair.key] = "failed" if failed_here else "ok"
+        self._tick()
 
-    rows = all_rows()
-    summaries = summarize(rows, names, n_boot=n_boot)
-    summary_csv = write_summary_csv(outdir / "summary.csv", summaries)
-    summary_text[0] = format_table(summaries, names)
-    if plots:
-        from .plots import write_plots
+    def _score_and_save(self, photo: _Photo, outputs, rows: Dict[str, Dict[str, object]]) -> None:
+        pair, item, loaded = photo.pair, photo.item, photo.loaded
+        odir = self.outdir / pair.key
+        protect = [pair.masked, pair.clean, pair.gt_mask]
+        entries = dict((photo.marker or {}).get("methods") or {})  # results of other methods are kept
+        ok = [n for n in photo.todo if isinstance(outputs.get((pair.key, n)), FillOutput)]
+        for n in photo.todo:
+            r = outputs.get((pair.key, n))
+            if not isinstance(r, FillOutput):
+                msg = describe_error(r) if isinstance(r, BaseException) else "no output"
+                rows[n] = _row(pair.key, n, "failed", f"{n}: {msg}", pair.flagged)
+                self._say(f"failed: {pair.key} [{n}]: {msg}")
+                self.failures.append((f"{pair.key} [{n}]", msg))
+        if not ok:
+            return
+        t0 = time.perf_counter()
+        clean_face = self.scorer.reference_face(loaded.clean, item.face.landmarks.box)
+        figures = self.scorer.score([outputs[(pair.key, n)].image for n in ok], loaded.clean, loaded.gt,
+                                    clean_face, near_box=item.face.landmarks.box)
+        metric_s = (time.perf_counter() - t0) / len(ok)
+        for name, pixels in _thumbs(loaded, item).items():
+            save_image(odir / name, pixels, protect=protect)
+        for n, fig in zip(ok, figures):
+            out = outputs[(pair.key, n)]
+            save_image(odir / f"{n}.png", out.image, protect=protect)
+            save_image(odir / f"thumb_{n}.jpg", thumbnail(out.image, THUMB_SIDE), protect=protect, quality=88)
+            row = _row(pair.key, n, "ok", "", pair.flagged, seconds=out.seconds, prep_seconds=photo.prep_seconds,
+                       metric_seconds=metric_s, image=f"{pair.key}/{n}.png", **fig)
+            rows[n] = row
+            entries[n] = {"settings": self.method_settings[n], "row": jsonable(row), "info": out.info}
+        write_marker(odir / MARKER, key=pair.key, shared=self.shared, inputs=_fingerprint(pair), methods=entries)
 
-        try:
-            plot_paths[:] = [p.relative_to(outdir).as_posix() for p in write_plots(outdir, rows, names)]
-        except ImportError as exc:  # matplotlib missing: the figures are still in the CSVs
-            say(f"plots skipped: {exc}")
-    write_reports()
-    counts = {s: sum(v == s for v in status_by_key.values()) for s in ("ok", "skipped", "failed")}
-    return EvalResult(outdir=outdir, methods=names, rows=rows, summaries=summaries,
-                      table=summary_text[0], metrics_csv=outdir / "metrics.csv",
-                      summary_csv=summary_csv, index_html=outdir / "index.html",
-                      plots=[outdir / p for p in plot_paths], counts=counts, failures=failures)
+    # ------------------------------------------------------------------ reporting
+
+    def _say(self, line: str) -> None:
+        if self.echo is not None:
+            self.echo(line)
+        else:
+            self.bar.write(line, file=sys.stderr)
+
+    def _fail_photo(self, pair: Pair, msg: str) -> None:
+        self.rows_by_key[pair.key] = {n: _row(pair.key, n, "failed", msg, pair.flagged) for n in self.names}
+        self.status_by_key[pair.key] = "failed"
+        self.failures.append((pair.key, msg))
+        self._say(f"failed: {pair.key}: {msg}")
+        self._tick()
+
+    def _tick(self) -> None:
+        """One more pair finished: the progress bar and (throttled) the reports."""
+        self.bar.update(1)
+        self.bar.set_postfix(count_statuses(self.status_by_key.values(), ("ok", "skipped", "failed")))
+        self.report(force=False)
+
+    def _all_rows(self) -> List[Dict[str, object]]:
+        out = []
+        for p in self.pairs:
+            got = self.rows_by_key.get(p.key)
+            for n in self.names:
+                out.append(got[n] if got and n in got else _row(p.key, n, "pending", flagged=p.flagged))
+        return out
+
+    def _write_reports(self) -> None:
+        rows = self._all_rows()
+        write_metrics_csv(self.outdir / "metrics.csv", rows)
+        html = render_eval_html(rows, self.names, self.pairs, self.status_by_key, self.report_settings,
+                                plots=self.plot_paths, summary_text=self.summary_text)
+        atomic_write_text(self.outdir / "index.html", html)
 
 
-def _thumbs(loaded: LoadedPair, item: FillInput, thumbnail, mask_overlay) -> Dict[str, np.ndarray]:
+def _thumbs(loaded: LoadedPair, item: FillInput) -> Dict[str, np.ndarray]:
     """Small pictures for index.html: the masked photo with our region, the clean photo with the GT outline."""
-    import cv2
-
     def small_with(img, mask, alpha):
         t = thumbnail(img, THUMB_SIDE)
         m = cv2.resize(mask.astype(np.uint8), (t.shape[1], t.shape[0]), interpolation=cv2.INTER_NEAREST) > 0

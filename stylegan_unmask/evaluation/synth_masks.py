@@ -44,8 +44,16 @@ from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 import cv2
 import numpy as np
+from tqdm.auto import tqdm
 
+from ..atomic import atomic_write_text
 from ..errors import UnmaskError
+from ..face import detect
+from ..face.landmarks import find_landmarks
+from ..images import load_image, save_image
+from ..runs.bookkeeping import describe_error
+from ..runs.files import list_images, plan_items
+from .metrics import FACE_IOU
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -415,9 +423,6 @@ def parse_styles(text: Union[str, Sequence[str]]) -> List[str]:
 
 def masked_face_found(masked: np.ndarray, face_box, detector: str = "auto") -> bool:
     """Does our detector find the face (IoU >= 0.3 with its box on the clean photo) once it wears the mask?"""
-    from .. import detect
-    from .metrics import FACE_IOU
-
     return any(detect.box_iou(f.box, face_box) >= FACE_IOU for f in detect.detect_faces(masked, backend=detector))
 
 
@@ -429,14 +434,6 @@ def synth_folder(faces_dir: PathLike, out_dir: PathLike, *, styles: Union[str, S
     A face that cannot be read or has no detectable face is reported and
     skipped. ``check``: run our detector on every masked face (``detected``).
     """
-    from tqdm.auto import tqdm
-
-    from ..atomic import atomic_write_text
-    from ..batch import list_images, plan_items
-    from ..images import load_image, save_image
-    from ..landmarks import find_landmarks
-    from ..batch import _describe
-
     styles = parse_styles(styles)
     faces_dir, out_dir = Path(faces_dir), Path(out_dir)
     if not faces_dir.is_dir():
@@ -483,7 +480,7 @@ def synth_folder(faces_dir: PathLike, out_dir: PathLike, *, styles: Union[str, S
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:  # noqa: BLE001 - one bad face never stops the run
-                rec.error = _describe(exc)
+                rec.error = describe_error(exc)
                 say(f"failed: {it.file}: {rec.error}")
             records.append(rec)
             if check and rec.status == "ok":

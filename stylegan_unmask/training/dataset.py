@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from ..errors import UnmaskError
-from .dataset_tool import IMAGE_SUFFIXES, read_dataset_record
+from ..images import IMAGE_EXTENSIONS
+from .dataset_tool import read_dataset_record
 
 
 @dataclass
@@ -54,7 +55,7 @@ def load_dataset(path, limit: Optional[int] = None, resolution: Optional[int] = 
         raise UnmaskError(f"{path}: no such dataset (a folder or .zip made by `stylegan-unmask dataset`)")
     if path.is_dir():
         names = sorted(str(p.relative_to(path)) for p in path.rglob("*")
-                       if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
+                       if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith("."))
         read = lambda name: (path / name).read_bytes()  # noqa: E731
         zf = None
     else:
@@ -62,7 +63,7 @@ def load_dataset(path, limit: Optional[int] = None, resolution: Optional[int] = 
             zf = zipfile.ZipFile(path)
         except (zipfile.BadZipFile, OSError) as e:
             raise UnmaskError(f"{path}: not a dataset folder or zip ({e})") from None
-        names = sorted(n for n in zf.namelist() if Path(n).suffix.lower() in IMAGE_SUFFIXES)
+        names = sorted(n for n in zf.namelist() if Path(n).suffix.lower() in IMAGE_EXTENSIONS)
         read = zf.read
     if not names:
         raise UnmaskError(f"{path}: holds no images")

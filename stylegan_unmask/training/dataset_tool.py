@@ -23,12 +23,14 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 import numpy as np
 
 from ..atomic import atomic_file, atomic_write_text
-from ..errors import UnmaskError
+from ..errors import InputImageError, NoFaceError, UnmaskError
+from ..face.align import align_face, ffhq_square
+from ..face.landmarks import find_landmarks
+from ..images import IMAGE_EXTENSIONS, load_image
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DATASET_FORMAT = "stylegan-unmask-dataset"
 #: The recipe renders the quad at 4x the output (4096 for FFHQ's 1024) before the
-#: Lanczos reduction; a 64 px dataset therefore renders at 256 px, ~20x faster.
+#: Lanczos reduction; a 64 px dataset therefore renders at 256 px, much faster.
 TRANSFORM_RATIO = 4
 
 
@@ -80,10 +82,10 @@ def list_photos(src: Path) -> List[Path]:
         raise UnmaskError(f"{src}: expected a folder of face photos, got a file")
     if not src.is_dir():
         raise UnmaskError(f"{src}: no such folder")
-    files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    files = sorted(p for p in src.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
                    and not p.name.startswith("."))
     if not files:
-        raise UnmaskError(f"{src}: no images found ({', '.join(IMAGE_SUFFIXES)})")
+        raise UnmaskError(f"{src}: no images found ({', '.join(IMAGE_EXTENSIONS)})")
     return files
 
 
@@ -95,11 +97,6 @@ def archive_name(index: int, mirrored: bool = False) -> str:
 def process_photo(index: int, path: Path, options: DatasetOptions) -> Tuple[PhotoOutcome, Dict[str, bytes]]:
     """Align one photo; returns its outcome and the PNG bytes to write (nothing on a skip)."""
     from PIL import Image
-
-    from ..align import align_face, ffhq_square
-    from ..errors import InputImageError, NoFaceError
-    from ..images import load_image
-    from ..landmarks import find_landmarks
 
     outcome = PhotoOutcome(index=index, source=str(path), status="ok")
     try:

@@ -28,8 +28,8 @@ import torch
 
 from ..atomic import atomic_write_text
 from ..errors import UnmaskError
-from ..projector import cpu_has_native_bf16  # one bf16 check for projection and training
-from . import snapshot as snap
+from ..runtime.cpu import cpu_has_native_bf16  # one bf16 check for projection and training
+from ..checkpoints import ours as snap
 from .augment import diff_augment
 from .dataset import ImageDataset, load_dataset
 from .discriminator import ProjectedDiscriminator

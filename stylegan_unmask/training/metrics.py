@@ -50,7 +50,7 @@ def vgg_features(images: torch.Tensor, device="cpu", batch: int = 64) -> np.ndar
 
 
 def _bf16() -> bool:
-    from ..projector import cpu_has_native_bf16
+    from ..runtime.cpu import cpu_has_native_bf16
 
     return cpu_has_native_bf16()
 
@@ -85,7 +85,7 @@ def kernel_inception_distance(a: np.ndarray, b: np.ndarray, subsets: int = 50, s
 
 def face_share(images: torch.Tensor, detector: str = "centerface") -> float:
     """Fraction of [-1, 1] images in which a face is detected (after enlarging them to DETECT_SIZE)."""
-    from ..detect import detect_faces
+    from ..face.detect import detect_faces
 
     found = 0
     for x in images:

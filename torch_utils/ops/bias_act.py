@@ -11,6 +11,10 @@ The CUDA path supports first- and second-order gradients (R1-style penalties and
 ``create_graph=True`` projections): its backward is computed by the same kernel in
 a gradient mode, wrapped in a second autograd Function whose own backward uses a
 second-derivative mode.
+
+Sources of the CUDA plugin: ``custom_ops/bias_act.h`` (the per-element math),
+``custom_ops/bias_act.cpp`` (argument checks, binding) and ``custom_ops/bias_act.cu``
+(the kernel launch); compiled on first use by ``torch_utils/custom_ops.py``.
 """
 from __future__ import annotations
 

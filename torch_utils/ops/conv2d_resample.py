@@ -20,6 +20,9 @@ where ``P`` is ``padding`` widened so that the filter taps stay centred
 (what ``torch.nn.functional.conv2d`` does); ``flip_weight=False`` means a true
 convolution (weight rotated by 180 degrees). Both appear in the official
 networks, and with learned, asymmetric kernels the choice changes the output.
+
+No CUDA source of its own: it runs on ``upfirdn2d`` (``custom_ops/upfirdn2d.*``)
+and torch's convolutions.
 """
 from __future__ import annotations
 

@@ -17,6 +17,10 @@ The reference path is plain PyTorch (any device, gradients of any order). The
 CUDA path runs a fused kernel; its backward is again ``upfirdn2d`` (the adjoint:
 flipped filter, up/down swapped, padding adjusted), so its gradients are exact to
 any order as well.
+
+Sources of the CUDA plugin: ``custom_ops/upfirdn2d.h`` (the per-pixel math),
+``custom_ops/upfirdn2d.cpp`` (argument checks, binding) and ``custom_ops/upfirdn2d.cu``
+(the kernel launch); compiled on first use by ``torch_utils/custom_ops.py``.
 """
 from __future__ import annotations
 

@@ -1,0 +1,15 @@
+"""The face: from a photo to an aligned face and its mask region, and back into the photo.
+
+=================  ============================================================
+``detect``         face boxes (CenterFace for masked faces, dlib HOG/CNN)
+``landmarks``      68-point landmarks (dlib, face-alignment) or given ones
+``align``          FFHQ alignment and its inverse (``AlignTransform``)
+``mask``           the region a face mask hides, from the landmarks; user masks
+``blend``          Poisson blend in aligned space, feathered paste back
+``frontend``       photo -> aligned face + mask + projection target
+                   (:func:`~.frontend.prepare_face`, ``FaceOptions``), and what
+                   the ``align`` / ``mask`` commands run
+=================  ============================================================
+
+No torch here: the front end runs without loading a network.
+"""

@@ -1,0 +1,100 @@
+"""What ``unmask`` writes: the result pictures, the latent archive, the optional video."""
+from __future__ import annotations
+
+import io
+import json
+import os
+from pathlib import Path
+from typing import Dict, Iterable, Optional, Union
+
+import numpy as np
+
+from ..atomic import atomic_write_bytes
+from ..errors import UnmaskError
+from ..images import ensure_not_input, save_image
+from .chain import UnmaskResult
+from .pictures import comparison_grid, mask_overlay
+from .video import write_video
+
+__all__ = ["OUTPUT_FILES", "comparison_image", "latent_archive", "save_outputs"]
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Files ``save_outputs`` always writes (``projection.mp4``/``.gif`` too with a video).
+OUTPUT_FILES = ("unmasked.png", "aligned.png", "mask.png", "projection.png", "comparison.png", "projected_w.npz")
+
+
+def comparison_image(result: UnmaskResult, panel_size: Optional[int] = None) -> np.ndarray:
+    """input | mask | projection | result, all in aligned space at one size."""
+    size = panel_size or int(min(512, max(256, result.aligned_image.shape[0])))
+    return comparison_grid([
+        ("input (aligned)", result.aligned_image),
+        ("mask", mask_overlay(result.aligned_image, result.mask_aligned)),
+        (f"projection {result.projection_image.shape[0]}px", result.projection_image),
+        ("result", result.blended_aligned),
+    ], panel_size=size)
+
+
+def latent_archive(result: UnmaskResult) -> bytes:
+    """``projected_w.npz`` bytes: ``w`` [1, num_ws, w_dim] (NVIDIA's layout), ``noise_<i>``, ``meta_json``."""
+    proj = result.projection
+    arrays = {"w": proj.w_plus.detach().cpu().numpy().astype(np.float32)[None]}
+    for i, n in enumerate(proj.noise):
+        arrays[f"noise_{i}"] = n.detach().cpu().numpy().astype(np.float32)
+    for k, v in proj.losses.items():
+        arrays[f"loss_{k}"] = np.asarray(v, dtype=np.float32)
+    meta = {
+        **result.settings,
+        "network": result.network_source,
+        "resolution": int(result.projection_image.shape[0]),
+        "num_ws": int(proj.w_plus.shape[0]), "w_dim": int(proj.w_plus.shape[1]),
+        "steps_run": int(proj.steps_run), "stopped_early": bool(proj.stopped_early),
+        "init_used": proj.init, "noise_source": proj.noise_source,
+        "final_loss": float(proj.final_loss), "final_mse": float(proj.final_mse),
+        "final_perceptual": float(proj.final_perceptual), "psnr_visible_db": float(proj.psnr),
+        "input": None if result.original.path is None else str(result.original.path),
+        "input_size": list(result.original.size),
+        "mask_source": result.mask_source,
+        "aligned_input": result.is_aligned_input,
+        "transform": None if result.is_aligned_input else result.aligned.transform.to_dict(),
+        "render_hint": ("stylegan-unmask generate --ws renders this latent with the network's const noise "
+                        "(add --force-fp32 when force_fp32 is true); that equals projection.png when "
+                        "noise_source is 'const'"),
+    }
+    arrays["meta_json"] = np.array(json.dumps(meta, sort_keys=True))
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def save_outputs(result: UnmaskResult, outdir: PathLike, *, protect: Iterable[Optional[PathLike]] = (),
+                 video: Optional[bool] = None) -> Dict[str, Path]:
+    """Write the result files into ``outdir`` (atomically, never over an input); returns name -> path.
+
+    ``unmasked.png`` keeps the input's ICC profile, EXIF (upright) and alpha.
+    ``video`` (default: when frames were recorded) adds ``projection.mp4``,
+    or ``projection.gif`` when no ffmpeg is available.
+    """
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = [result.original.path, *protect]
+    if result.mask_source not in ("landmarks",):
+        inputs.append(result.mask_source)
+    written: Dict[str, Path] = {}
+
+    def img(name: str, pixels, like=None):
+        written[name] = save_image(out / name, pixels, like=like, protect=inputs)
+
+    img("unmasked.png", result.unmasked, like=result.original)
+    img("aligned.png", result.aligned_image)
+    img("mask.png", result.mask_aligned)
+    img("projection.png", result.projection_image)
+    img("comparison.png", comparison_image(result))
+    npz = out / "projected_w.npz"
+    ensure_not_input(npz, inputs)
+    written["projected_w.npz"] = atomic_write_bytes(npz, latent_archive(result))
+    if video if video is not None else bool(result.frames):
+        if not result.frames:
+            raise UnmaskError("no video frames were recorded: run with record_video=True (--save-video)")
+        written["video"] = write_video(result.frames, out / "projection.mp4", protect=inputs)
+    return written
