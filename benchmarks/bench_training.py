@@ -32,14 +32,17 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 
+CLOCK = time.perf_counter  # --cpu-time: time.process_time (one thread; robust to other jobs on the machine)
+
+
 def median_seconds(fn: Callable[[], None], warmup: int, reps: int) -> float:
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(reps):
-        t0 = time.perf_counter()
+        t0 = CLOCK()
         fn()
-        times.append(time.perf_counter() - t0)
+        times.append(CLOCK() - t0)
     return statistics.median(times)
 
 
@@ -114,19 +117,21 @@ def time_iterations(data: Path, settings: Dict[str, dict], iters: int, warmup: i
 BASELINE_SNIPPET = """
 import sys, time, statistics, tempfile, torch
 torch.set_num_threads({threads})
+clock = time.{clock}
 from stylegan_unmask.training.loop import TrainConfig, Trainer
 with tempfile.TemporaryDirectory() as out:
     tr = Trainer(TrainConfig(data={data!r}, outdir=out, metrics_samples=0, batch={batch}), progress=False)
     for _ in range({warmup}): tr.train_step()
     ts = []
     for _ in range({iters}):
-        t0 = time.perf_counter(); tr.train_step(); ts.append(time.perf_counter() - t0)
+        t0 = clock(); tr.train_step(); ts.append(clock() - t0)
     print("SECONDS", statistics.median(ts))
 """
 
 
 def time_baseline(src: Path, data: Path, batch: int, threads: int, iters: int, warmup: int) -> Dict:
-    code = BASELINE_SNIPPET.format(threads=threads, data=str(data), batch=batch, iters=iters, warmup=warmup)
+    code = BASELINE_SNIPPET.format(threads=threads, data=str(data), batch=batch, iters=iters, warmup=warmup,
+                                   clock=CLOCK.__name__)
     out = subprocess.run([sys.executable, "-c", code], cwd=src, capture_output=True, text=True,
                          env={"PYTHONPATH": str(src), "PATH": "/usr/bin:/bin"})
     line = [ln for ln in out.stdout.splitlines() if ln.startswith("SECONDS")]
@@ -140,16 +145,21 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--resolution", type=int, default=128)
     ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--cbase", type=int, default=8192)
-    ap.add_argument("--cmax", type=int, default=256)
+    ap.add_argument("--cbase", type=int, default=4096)
+    ap.add_argument("--cmax", type=int, default=192)
     ap.add_argument("--d-input", type=int, action="append", default=None, help="D input sizes to time (repeat).")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--cpu-time", action="store_true",
+                    help="Measure CPU time of one thread instead of wall time (for a machine busy with other jobs).")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--skip-parts", action="store_true")
     ap.add_argument("--baseline-src", type=Path, default=None, help="Checkout whose trainer to time as the baseline.")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
+    global CLOCK
+    if args.cpu_time:
+        CLOCK, args.threads = time.process_time, 1
     if args.threads:
         torch.set_num_threads(args.threads)
     d_inputs = args.d_input or [128, 224]
@@ -159,14 +169,19 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         data = make_dataset(Path(tmp), args.resolution)
         g = {"channel_base": args.cbase, "channel_max": args.cmax, "batch": args.batch}
-        settings = {f"new, D input {s}{', separate fakes' if not share else ''}": dict(g, d_input=s, share_fakes=share)
-                    for s in d_inputs for share in (True, False)}
+        settings = {
+            "as published: D input 224, separate fakes, NCHW": dict(g, d_input=224, share_fakes=False,
+                                                                    channels_last=False),
+            "+ D input 128": dict(g, d_input=128, share_fakes=False, channels_last=False),
+            "+ channels-last D": dict(g, d_input=128, share_fakes=False, channels_last=True),
+            "+ one fake batch for the D and G steps (default)": dict(g),
+        }
         rows += time_iterations(data, settings, args.reps, args.warmup)
         if args.baseline_src:
             rows.append(time_baseline(args.baseline_src, data, args.batch, torch.get_num_threads(), args.reps,
                                       args.warmup))
     print(f"\nresolution {args.resolution}, batch {args.batch}, G cbase {args.cbase} cmax {args.cmax}, "
-          f"{torch.get_num_threads()} threads, torch {torch.__version__}\n")
+          f"{torch.get_num_threads()} threads, {'CPU' if args.cpu_time else 'wall'} time, torch {torch.__version__}\n")
     print(f"| {'part':<70} | {'s/batch':>8} | {'img/s':>7} |\n|{'-' * 72}|{'-' * 10}|{'-' * 9}|")
     for r in rows:
         print(f"| {r['part']:<70} | {r['s']:8.3f} | {r['img/s']:7.1f} |")
