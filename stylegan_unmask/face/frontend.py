@@ -154,14 +154,13 @@ def prepare_face(photo, resolution: int, options: Optional[FaceOptions] = None, 
     t0 = time.perf_counter()
     original = _as_loaded(photo)
     timings["load"] = time.perf_counter() - t0
-    path = original.path
     pts = _load_landmark_points(o.landmarks)
     if o.aligned:
         return _prepare_aligned_input(original, resolution, o, pts, timings)
 
     t0 = time.perf_counter()
     lm = find_landmarks(original.pixels, backend=o.backend, face_index=o.face_index, box=o.box, points=pts,
-                        path=path)
+                        path=original.path)
     timings["landmarks"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -174,8 +173,7 @@ def prepare_face(photo, resolution: int, options: Optional[FaceOptions] = None, 
 
     t0 = time.perf_counter()
     if o.mask is not None:
-        user = load_user_mask(o.mask, expected_size=original.size)
-        hidden_aligned, _ = face.transform.warp_from_source(user)
+        hidden_aligned, _ = face.transform.warp_from_source(load_user_mask(o.mask, expected_size=original.size))
         mask_source = str(o.mask)
     elif o.region == "segment":  # segmented in the photo itself (the network's view), then warped
         region, mask_source = face_region(original.pixels, lm.points, o.region, o.margin)
@@ -184,14 +182,8 @@ def prepare_face(photo, resolution: int, options: Optional[FaceOptions] = None, 
     else:
         hidden_aligned = mask_from_landmarks(face.landmarks, face.image.shape[:2], **o.mask_kwargs())
         mask_source = "landmarks"
-    hidden_aligned = np.asarray(hidden_aligned, dtype=bool)
-    _check_mask(hidden_aligned, o.mask if o.mask is not None else path, face.image.shape[0])
-    target = resize_rgb(face.image, resolution)
-    hidden = _reduce_mask(hidden_aligned, resolution)
-    timings["mask"] = time.perf_counter() - t0
-    return PreparedFace(original=original, aligned=face, aligned_image=face.image, mask_aligned=hidden_aligned,
-                        landmarks=lm, mask_source=mask_source, target=target, hidden=hidden,
-                        is_aligned_input=False, timings=timings)
+    return _prepared(original, face, face.image, np.asarray(hidden_aligned, dtype=bool), lm, o, resolution,
+                     timings, t0, mask_source)
 
 
 def _prepare_aligned_input(original: LoadedImage, resolution: int, o: FaceOptions, pts,
@@ -203,22 +195,29 @@ def _prepare_aligned_input(original: LoadedImage, resolution: int, o: FaceOption
     lm = None
     t0 = time.perf_counter()
     if o.mask is not None:
-        hidden_aligned = np.asarray(load_user_mask(o.mask, expected_size=original.size), dtype=bool)
+        hidden_aligned = load_user_mask(o.mask, expected_size=original.size)
         mask_source = str(o.mask)
     else:
         lm = find_landmarks(original.pixels, backend=o.backend, face_index=o.face_index, box=o.box, points=pts,
                             path=original.path)
         timings["landmarks"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        region, mask_source = face_region(original.pixels, lm.points, o.region, o.margin)
-        hidden_aligned = np.asarray(region, dtype=bool)
-    _check_mask(hidden_aligned, o.mask if o.mask is not None else original.path, w)
-    target = resize_rgb(original.pixels, resolution)
+        hidden_aligned, mask_source = face_region(original.pixels, lm.points, o.region, o.margin)
+    return _prepared(original, None, original.pixels, np.asarray(hidden_aligned, dtype=bool), lm, o, resolution,
+                     timings, t0, mask_source)
+
+
+def _prepared(original: LoadedImage, face: Optional[AlignedFace], image: np.ndarray, hidden_aligned: np.ndarray,
+              lm: Optional[FaceLandmarks], o: FaceOptions, resolution: int, timings: Dict[str, float],
+              t0: float, mask_source: str) -> PreparedFace:
+    """Check the aligned mask, reduce image and mask to the network's resolution, bundle it all."""
+    _check_mask(hidden_aligned, o.mask if o.mask is not None else original.path, image.shape[0])
+    target = resize_rgb(image, resolution)
     hidden = _reduce_mask(hidden_aligned, resolution)
     timings["mask"] = time.perf_counter() - t0
-    return PreparedFace(original=original, aligned=None, aligned_image=original.pixels, mask_aligned=hidden_aligned,
+    return PreparedFace(original=original, aligned=face, aligned_image=image, mask_aligned=hidden_aligned,
                         landmarks=lm, mask_source=mask_source, target=target, hidden=hidden,
-                        is_aligned_input=True, timings=timings)
+                        is_aligned_input=face is None, timings=timings)
 
 
 def face_region(pixels: np.ndarray, points, region: str = DEFAULT_REGION,

@@ -29,7 +29,7 @@ from ..runtime.device import module_device
 from .config import ProjectionConfig, latent_noise_scale
 from .loss import MaskedLoss, noise_regularization, psnr_visible
 from .speed import StepFunction, render
-from .start import initial_latents, initial_noise, w_statistics
+from .start import initial_latents, initial_noise, spread_starts, w_statistics
 
 __all__ = ["ProjectionResult", "ProjectionStep", "project", "LOSS_KEYS"]
 
@@ -65,6 +65,7 @@ class ProjectionResult:
     stopped_early: bool = False
     precision: str = "fp32"                   # the precision used: 'fp32' | 'bf16' | 'fp16' (final image: see render)
     compiled: bool = False                    # the steps ran through torch.compile (see speed.resolve_compile)
+    sample: int = 0                           # which of the target's starts (0: the usual one; see project)
 
     def render(self, G, device=None, force_fp32: Optional[bool] = None) -> torch.Tensor:
         """Re-render [1, 3, R, R] (unclamped) from ``w_plus`` and the saved noise."""
@@ -93,12 +94,15 @@ class ProjectionStep:
 
 def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config: Optional[ProjectionConfig] = None,
             device=None, callback: Optional[Callable[[int, ProjectionStep], Optional[bool]]] = None,
-            progress: bool = True, features=None) -> List[ProjectionResult]:
+            progress: bool = True, features=None, samples: int = 1) -> List[ProjectionResult]:
     """Project a batch of targets into W+, matching only their visible pixels.
 
     target: [N, 3, R, R] float in [-1, 1]; hidden_mask: [N, 1, R, R] bool,
     True = hidden by the face mask (None: nothing hidden). Returns one
-    :class:`ProjectionResult` per target.
+    :class:`ProjectionResult` per target, or with ``samples`` K > 1, K per
+    target (target-major, ``result.sample`` = 0..K-1), all optimised as one
+    batch: sample 0 from the usual start, the others from seeded random faces
+    (``start.spread_starts``), so they fill the hidden region differently.
 
     callback(step, info: ProjectionStep) is called after step 0, every
     ``config.preview_every`` steps and after the last step (only after the
@@ -110,7 +114,7 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     # 1. The settings, the device and the inputs.
     config = config if config is not None else ProjectionConfig()
     device = _check_network(G, device)
-    target, hidden_mask = _check_inputs(G, target, hidden_mask)
+    target, hidden_mask = _check_inputs(G, target, hidden_mask, samples)
     target, hidden_mask = target.detach().to(device, torch.float32), hidden_mask.to(device)
     N, steps = target.shape[0], config.steps
 
@@ -124,6 +128,10 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     noise, noise_source = initial_noise(G, config, gen, device)      # [1, 1, r, r] each
     w_init, init_names = initial_latents(G, config, loss_fn, noise, gen, device, N, force_fp32=step_fn.force_fp32,
                                          precision=step_fn.precision)
+    if samples > 1:  # K starts per target (start.spread_starts); each target repeated K times
+        w_init, init_names = spread_starts(G, config, w_init, init_names, samples, device)
+        target, hidden_mask = target.repeat_interleave(samples, 0), hidden_mask.repeat_interleave(samples, 0)
+        N, loss_fn = target.shape[0], _masked_loss(target, hidden_mask, config, features, device)
 
     # 4. What is optimised: W+, and the noise maps when asked for.
     w_opt = w_init.clone().requires_grad_(True)
@@ -170,14 +178,9 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     bar.close()
 
     # 7. The final image of each latent, without jitter, and its loss.
-    with torch.no_grad():
-        final_noise = [n.detach() for n in noise]
-        images = render(G, w_opt.detach(), final_noise, step_fn.force_fp32)
-        mse, perceptual = loss_fn(images)
-        total = config.weighted(mse, perceptual)
-        if config.optimize_noise:
-            total = total + config.noise_regularize * noise_regularization(final_noise)
-        psnr = psnr_visible(images, target, hidden_mask)
+    final_noise = [n.detach() for n in noise]
+    images, mse, perceptual, total, psnr = _final_images(G, w_opt, final_noise, step_fn, loss_fn, config, target,
+                                                         hidden_mask)
 
     # 8. One result per target.
     history = history[:steps_run].cpu().numpy()
@@ -185,8 +188,20 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     common = dict(noise_source=noise_source, seed=int(config.seed), config=config, steps_run=steps_run,
                   stopped_early=stopped, precision=step_fn.precision, compiled=step_fn.compiled)
     return [ProjectionResult(**_image_share(i, w_opt, final_noise, images, history, total, mse, perceptual, psnr),
-                             schedule={k: v.copy() for k, v in schedule.items()}, init=init_names[i], **common)
+                             schedule={k: v.copy() for k, v in schedule.items()}, init=init_names[i],
+                             sample=i % samples, **common)
             for i in range(N)]
+
+
+@torch.no_grad()
+def _final_images(G, w_opt, noise, step_fn, loss_fn, config: ProjectionConfig, target, hidden_mask):
+    """The latents' images without jitter, and their loss terms and visible-region PSNR."""
+    images = render(G, w_opt.detach(), noise, step_fn.force_fp32)
+    mse, perceptual = loss_fn(images)
+    total = config.weighted(mse, perceptual)
+    if config.optimize_noise:
+        total = total + config.noise_regularize * noise_regularization(noise)
+    return images, mse, perceptual, total, psnr_visible(images, target, hidden_mask)
 
 
 def _image_share(i: int, w_opt, noise, images, history, total, mse, perceptual, psnr) -> dict:
@@ -211,7 +226,10 @@ def _check_network(G, device) -> torch.device:
     return device
 
 
-def _check_inputs(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor]) -> Tuple[torch.Tensor, torch.Tensor]:
+def _check_inputs(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor],
+                  samples: int = 1) -> Tuple[torch.Tensor, torch.Tensor]:
+    if int(samples) != samples or samples < 1:
+        raise ValueError(f"samples must be a whole number >= 1, got {samples}")
     if not isinstance(target, torch.Tensor):
         raise TypeError(f"target must be a torch.Tensor [N, 3, R, R] in [-1, 1], got {type(target).__name__}")
     if target.ndim == 3:

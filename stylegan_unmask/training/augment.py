@@ -65,3 +65,21 @@ def _cutout(x, ratio, generator):
     inside = ((gy.unsqueeze(0) >= oy - ch // 2) & (gy.unsqueeze(0) < oy - ch // 2 + ch)
               & (gx.unsqueeze(0) >= ox - cw // 2) & (gx.unsqueeze(0) < ox - cw // 2 + cw))
     return x * (~inside).unsqueeze(1).to(x.dtype)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Blur with a Gaussian of ``sigma`` pixels (radius 3σ), reflect-padded; identity for σ < 1/3.
+
+    StyleGAN-XL blurs D's input early in training so that D first judges the
+    coarse layout of a face and only later its fine texture.
+    """
+    radius = int(sigma * 3)
+    if radius < 1:
+        return x
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    k = (k / k.sum()).to(x.dtype)
+    c = x.shape[1]
+    x = F.pad(x, [radius] * 4, mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)

@@ -28,12 +28,11 @@ import torch
 
 from ..atomic import atomic_write_text
 from ..errors import UnmaskError
-from ..runtime.cpu import cpu_has_native_bf16  # one bf16 check for projection and training
 from ..checkpoints import ours as snap
-from .augment import diff_augment
+from .augment import diff_augment, gaussian_blur
 from .dataset import ImageDataset, load_dataset
 from .discriminator import ProjectedDiscriminator
-from .loss import discriminator_loss, generator_loss, r1_penalty
+from .loss import hinge_discriminator_loss, hinge_generator_loss, r1_penalty
 
 STATE_FILE = "training-state.pt"
 
@@ -50,17 +49,24 @@ class TrainConfig:
     w_dim: int = 512
     map_layers: int = 2
     channel_base: int = 4096
-    channel_max: int = 128
+    channel_max: int = 192
     glr: float = 0.002
-    dlr: float = 0.0005
-    r1_gamma: float = 0.05
+    dlr: float = 0.002
+    r1_gamma: float = 0.0
     r1_interval: int = 16
-    ema_kimg: float = 5.0
+    ema_kimg: Optional[float] = None  # None: batch * 10 / 32, as Projected GAN
     ema_rampup: Optional[float] = 0.05
-    style_mixing: float = 0.5
+    style_mixing: float = 0.0
     augment: str = "color,translation,cutout"
     mirror: bool = True
-    d_width: int = 128
+    backbone: str = "lite0"
+    d_input: int = 128
+    channels_last: bool = True
+    separable_heads: bool = True
+    blur_sigma: float = 2.0
+    blur_kimg: float = 20.0
+    share_fakes: bool = True
+    lean: bool = True
     seed: int = 0
     device: str = "auto"
     precision: str = "auto"
@@ -84,13 +90,17 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(name: str, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype, or None for fp32. ``auto``: fp16 on CUDA, bf16 on CPUs that do it natively."""
+    """The autocast dtype, or None for fp32. ``auto``: fp16 on CUDA, fp32 on CPUs.
+
+    On CPUs bf16 does not pay here: the discriminator's depthwise convolutions, the
+    generator's FIR filters and the DiffAugment/blur filters are grouped convolutions,
+    which PyTorch's CPU backend runs through a slow reference kernel in bf16
+    (docs/training.md has the measurements).
+    """
     if name == "fp32":
         return None
     if name == "auto":
-        if device.type == "cuda":
-            return torch.float16
-        return torch.bfloat16 if cpu_has_native_bf16() else None
+        return torch.float16 if device.type == "cuda" else None
     if name == "bf16":
         return torch.bfloat16
     if name == "fp16":
@@ -201,10 +211,11 @@ class Trainer:
         res = self.data.resolution
         self.G = build_generator(cfg, res).to(self.device).train().requires_grad_(True)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.D = ProjectedDiscriminator(res, width=cfg.d_width).to(self.device).train()
+        self.D = ProjectedDiscriminator(cfg.backbone, cfg.d_input, cfg.separable_heads,
+                                        channels_last=cfg.channels_last).to(self.device).train()
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=cfg.glr, betas=(0.0, 0.99), eps=1e-8)
-        # Lazy R1: the D optimiser's moments are rescaled as in StyleGAN2 (c = interval / (interval + 1)).
-        c = cfg.r1_interval / (cfg.r1_interval + 1)
+        # Lazy R1 (off by default, as in Projected GAN): the D moments are rescaled as in StyleGAN2.
+        c = cfg.r1_interval / (cfg.r1_interval + 1) if cfg.r1_gamma > 0 else 1.0
         self.opt_D = torch.optim.Adam(self.D.trainable_parameters(), lr=cfg.dlr * c, betas=(0.0, 0.99 ** c), eps=1e-8)
         self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
         self.rng = torch.Generator().manual_seed(cfg.seed * 1000 + self.dist.rank)
@@ -214,16 +225,13 @@ class Trainer:
         self.grid_z = torch.randn([32, cfg.z_dim], generator=torch.Generator().manual_seed(cfg.seed + 123))
         if state is not None:
             self._load_state(state)
-        else:  # the D heads' feature scales, from a fixed set of real images (the same on every rank)
-            with torch.no_grad():
-                self.D(self.data.batch(torch.arange(min(64, len(self.data)))).to(self.device))
-            if self.dist.main:
+        elif self.dist.main:
                 self.run_dir = new_run_dir(Path(cfg.outdir), cfg.desc or f"{Path(cfg.data).stem}-{res}px")
         if self.dist.world > 1:  # every rank starts from rank 0's weights and run folder
             import torch.distributed as dist
 
             heads = list(self.D.heads.state_dict().values())
-            for t in list(self.G.state_dict().values()) + heads + [self.D.feature_scale]:
+            for t in list(self.G.state_dict().values()) + heads:
                 dist.broadcast(t, 0)
             self.G_ema.load_state_dict(self.G.state_dict())
             holder = [str(getattr(self, "run_dir", ""))]
@@ -247,9 +255,17 @@ class Trainer:
             x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
         return x.to(self.device)
 
-    def _augment(self, x):
+    def _d_input(self, x):
+        """What D sees: DiffAugment, then (early in training) a fading blur."""
         policy = [p for p in self.cfg.augment.split(",") if p]
-        return diff_augment(x, policy, generator=self.rng) if policy else x
+        x = diff_augment(x, policy, generator=self.rng) if policy else x
+        return gaussian_blur(x, self.blur_sigma())
+
+    def blur_sigma(self) -> float:
+        cfg = self.cfg
+        if cfg.blur_kimg <= 0:
+            return 0.0
+        return max(1 - self.nimg / (cfg.blur_kimg * 1000), 0) * cfg.blur_sigma
 
     def _generate(self, n):
         G = self.G
@@ -261,7 +277,7 @@ class Trainer:
             if cutoff < G.num_ws:
                 ws2 = G.mapping(self._z(n), None, update_emas=False)
                 ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
-        return G.synthesis(ws, noise_mode="random")
+        return G.synthesis(ws, noise_mode="random", lean=self.cfg.lean)
 
     def _step(self, loss, params, opt):
         if self.scaler is not None:
@@ -282,33 +298,39 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
 
     def train_step(self) -> dict:
+        """One D step and one G step. With ``share_fakes`` both judge the same generated batch: the
+        frozen feature network runs once on it (its features do not change when D's heads do)."""
         cfg, n = self.cfg, self.cfg.batch // self.dist.world
-        stats = {}
-        # D step.
-        with torch.no_grad(), self._autocast():
-            fake = self._generate(n)
         with self._autocast():
-            real_logits = self.D(self._augment(self._reals(n)))
-            fake_logits = self.D(self._augment(fake.detach()))
-            loss_D = discriminator_loss(real_logits.float(), fake_logits.float())
+            fake = self._generate(n) if cfg.share_fakes else None
+            fake_feats = self.D.features(self._d_input(fake)) if cfg.share_fakes else None
+            with torch.no_grad():
+                real_feats = self.D.features(self._d_input(self._reals(n)))
+                if fake_feats is None:
+                    fake_feats_d = self.D.features(self._d_input(self._generate(n)))
+            if fake_feats is not None:
+                fake_feats_d = [f.detach() for f in fake_feats]
+            real_logits, fake_logits = self.D.judge(real_feats), self.D.judge(fake_feats_d)
+            loss_D = hinge_discriminator_loss(real_logits.float(), fake_logits.float())
+        stats = {"real": float(real_logits.detach().float().mean()), "fake": float(fake_logits.detach().float().mean())}
         if cfg.r1_gamma > 0 and self.iteration % cfg.r1_interval == 0:
-            r1 = r1_penalty(self.D, self._augment(self._reals(n)))
+            r1 = r1_penalty(self.D, self._d_input(self._reals(n)))
             loss_D = loss_D + r1 * (cfg.r1_gamma / 2) * cfg.r1_interval
             stats["r1"] = float(r1.detach())
         self._step(loss_D, None, self.opt_D)
-        stats.update(loss_D=float(loss_D.detach()), real=float(real_logits.detach().float().mean()),
-                     fake=float(fake_logits.detach().float().mean()))
-        # G step (D's heads get no gradient from it).
-        self.D.heads.requires_grad_(False)
+        stats["loss_D"] = float(loss_D.detach())
+        self.D.heads.requires_grad_(False)  # the G step moves G only
         with self._autocast():
-            loss_G = generator_loss(self.D(self._augment(self._generate(n))).float())
+            if fake_feats is None:
+                fake_feats = self.D.features(self._d_input(self._generate(n)))
+            loss_G = hinge_generator_loss(self.D.judge(fake_feats).float())
         self._step(loss_G, None, self.opt_G)
         self.D.heads.requires_grad_(True)
         stats["loss_G"] = float(loss_G.detach())
         # EMA of G.
         self.nimg += cfg.batch
         self.iteration += 1
-        ema_nimg = cfg.ema_kimg * 1000
+        ema_nimg = (cfg.ema_kimg if cfg.ema_kimg is not None else cfg.batch * 10 / 32) * 1000
         if cfg.ema_rampup is not None:
             ema_nimg = min(ema_nimg, self.nimg * cfg.ema_rampup)
         beta = 0.5 ** (cfg.batch / max(ema_nimg, 1e-8))
@@ -335,7 +357,7 @@ class Trainer:
         net_path = snap.save(self.run_dir / f"network-snapshot-{kimg:06d}.pt", rec)
         state = dict(rec)
         state.update(G=self.G.state_dict(), D=self.D.heads.state_dict(), opt_G=self.opt_G.state_dict(),
-                     opt_D=self.opt_D.state_dict(), D_feature_scale=self.D.feature_scale.clone(), rng=self.rng.get_state(), torch_rng=torch.get_rng_state(),
+                     opt_D=self.opt_D.state_dict(), rng=self.rng.get_state(), torch_rng=torch.get_rng_state(),
                      scaler=self.scaler.state_dict() if self.scaler is not None else {})
         snap.save(self.run_dir / STATE_FILE, state)
         self._prune()
@@ -367,7 +389,6 @@ class Trainer:
         self.G.load_state_dict(state["G"])
         self.G_ema.load_state_dict(state["G_ema"])
         self.D.heads.load_state_dict(state["D"])
-        self.D.feature_scale.copy_(state["D_feature_scale"])
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
         self.rng.set_state(state["rng"])

@@ -1,4 +1,4 @@
-"""The StyleGAN2 losses: non-saturating logistic (Goodfellow et al., 2014) and lazy R1 (Mescheder et al., 2018)."""
+"""GAN losses: hinge (Projected GAN's), non-saturating logistic (Goodfellow et al., 2014) and lazy R1 (Mescheder et al., 2018)."""
 from __future__ import annotations
 
 import torch
@@ -21,3 +21,13 @@ def r1_penalty(D, real: torch.Tensor) -> torch.Tensor:
     logits = D(real)
     (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
     return grad.square().sum(dim=(1, 2, 3)).mean()
+
+
+def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """max(0, 1 − D(x)) + max(0, 1 + D(G(z))), averaged over every logit (Projected GAN's loss)."""
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+def hinge_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """−D(G(z)): G raises its logits."""
+    return (-fake_logits).mean()

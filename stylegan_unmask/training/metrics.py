@@ -1,4 +1,9 @@
-"""How face-like a generator is: Fréchet distance and KID on VGG16 features, and the face-detection share.
+"""How face-like and how varied a generator is, in feature spaces the discriminator never sees.
+
+* FD and KID (Heusel et al., 2017; Bińkowski et al., 2018) on pooled VGG16 conv5_3 features;
+* improved precision and recall (Kynkäänniemi et al., 2019, k = 3) on the same features;
+* variety: mean pairwise LPIPS among samples over the same among real faces (1 = as varied);
+* the face share: samples in which CenterFace finds a face.
 
 FID and KID are normally computed on Inception-v3 features, whose weights
 cannot be downloaded offline here, so these use the ImageNet VGG16 we ship
@@ -12,7 +17,7 @@ for held-out real faces.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Optional
+from typing import Optional, Tuple
 
 import numpy as np
 import torch
@@ -95,6 +100,49 @@ def face_share(images: torch.Tensor, detector: str = "centerface") -> float:
     return found / max(len(images), 1)
 
 
+def knn_radii(feats: np.ndarray, k: int = 3) -> np.ndarray:
+    """Distance from each point to its k-th nearest other point."""
+    d = _pairwise(feats, feats)
+    np.fill_diagonal(d, np.inf)
+    return np.partition(d, k - 1, axis=1)[:, k - 1]
+
+
+def _pairwise(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    sq = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2 * a @ b.T
+    return np.sqrt(np.maximum(sq, 0))
+
+
+def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = 3) -> Tuple[float, float]:
+    """Precision: share of samples inside the real manifold (union of k-NN balls of the real points);
+    recall: share of real points inside the samples' manifold."""
+    r_real, r_fake = knn_radii(real, k), knn_radii(fake, k)
+    d = _pairwise(fake, real)                                   # [fake, real]
+    precision = float((d <= r_real[None, :]).any(axis=1).mean())
+    recall = float((d.T <= r_fake[None, :]).any(axis=1).mean())
+    return precision, recall
+
+
+_LPIPS = {}
+
+
+@torch.no_grad()
+def mean_pairwise_lpips(images: torch.Tensor, pairs: int = 200, seed: int = 0, device="cpu") -> float:
+    """Mean LPIPS between random distinct pairs of [-1, 1] images (at most 128 px, for speed)."""
+    from ..perceptual import LPIPS
+
+    key = str(device)
+    if key not in _LPIPS:
+        _LPIPS[key] = LPIPS().to(device).eval()
+    gen = torch.Generator().manual_seed(seed)
+    n = len(images)
+    i = torch.randint(0, n, [pairs], generator=gen)
+    j = (i + torch.randint(1, n, [pairs], generator=gen)) % n
+    x = images if images.shape[-1] <= 128 else F.interpolate(images, size=(128, 128), mode="area")
+    out = [_LPIPS[key](x[i[s:s + 50]].to(device).float(), x[j[s:s + 50]].to(device).float()).cpu()
+           for s in range(0, pairs, 50)]
+    return float(torch.cat(out).mean())
+
+
 @torch.no_grad()
 def generate(G, n: int, device="cpu", seed: int = 0, truncation_psi: float = 1.0, batch: int = 64) -> torch.Tensor:
     gen = torch.Generator().manual_seed(seed)
@@ -113,11 +161,16 @@ def quick_metrics(G, data, n: int, device="cpu", seed: int = 0, faces: int = 64)
     key = (str(data.path), n)
     if key not in _REAL_CACHE:
         idx = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:n]
-        _REAL_CACHE[key] = vgg_features(data.batch(idx), device)
+        reals = data.batch(idx)
+        _REAL_CACHE[key] = (vgg_features(reals, device), mean_pairwise_lpips(reals, device=device))
+    real_feats, real_lpips = _REAL_CACHE[key]
     fakes = generate(G, n, device, seed=seed + 1)
     feats = vgg_features(fakes, device)
-    return {"fd_vgg": round(frechet_distance(feats, _REAL_CACHE[key]), 3),
-            "kid_vgg": round(kernel_inception_distance(feats, _REAL_CACHE[key], subsets=20), 5),
+    precision, recall = precision_recall(real_feats, feats)
+    return {"fd_vgg": round(frechet_distance(feats, real_feats), 3),
+            "kid_vgg": round(kernel_inception_distance(feats, real_feats, subsets=20), 5),
+            "precision": round(precision, 3), "recall": round(recall, 3),
+            "variety": round(mean_pairwise_lpips(fakes, device=device) / max(real_lpips, 1e-8), 3),
             "face_share": round(face_share(fakes[:faces]), 3)}
 
 
@@ -129,6 +182,11 @@ class MetricsResult:
     reals: int
     fd_vgg: float
     kid_vgg: float
+    precision: float
+    recall: float
+    variety: float
+    lpips_samples: float
+    lpips_reals: float
     face_share: float
     real_face_share: float
     truncation_psi: float
@@ -143,8 +201,12 @@ def compute_metrics(G, data, samples: int = 2000, device="cpu", seed: int = 0, t
     reals = data.batch(torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:samples])
     fakes = generate(G, samples, device, seed=seed + 1, truncation_psi=truncation_psi)
     fr, ff = vgg_features(reals, device), vgg_features(fakes, device)
+    precision, recall = precision_recall(fr, ff)
+    lp_fake, lp_real = mean_pairwise_lpips(fakes, device=device), mean_pairwise_lpips(reals, device=device)
     k = min(face_samples or samples, samples)
     return MetricsResult(network=network, data=str(data.path), samples=samples, reals=len(reals),
                          fd_vgg=frechet_distance(ff, fr), kid_vgg=kernel_inception_distance(ff, fr),
+                         precision=precision, recall=recall, variety=lp_fake / max(lp_real, 1e-8),
+                         lpips_samples=lp_fake, lpips_reals=lp_real,
                          face_share=face_share(fakes[:k]), real_face_share=face_share(reals[:k]),
                          truncation_psi=truncation_psi)

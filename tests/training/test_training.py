@@ -125,7 +125,7 @@ def _cfg(data, outdir, **kw):
     from stylegan_unmask.training.loop import TrainConfig
 
     base = dict(data=str(data), outdir=str(outdir), kimg=0.016, batch=4, channel_base=512, channel_max=32,
-                z_dim=32, w_dim=32, d_width=16, metrics_samples=0, precision="fp32", device="cpu", r1_interval=2)
+                z_dim=32, w_dim=32, metrics_samples=0, precision="fp32", device="cpu", r1_gamma=0.05, r1_interval=2)
     base.update(kw)
     return TrainConfig(**base)
 
@@ -137,13 +137,14 @@ def test_training_step_changes_weights_and_writes_snapshot(dataset32, tmp_path, 
     tr = Trainer(_cfg(dataset32, tmp_path), progress=False)
     before = {k: v.clone() for k, v in tr.G.state_dict().items()}
     d_before = {k: v.clone() for k, v in tr.D.heads.state_dict().items()}
-    vgg_before = {k: v.clone() for k, v in tr.D.features.state_dict().items()}
+    frozen_before = {k: v.clone() for k, v in tr.D.projection.state_dict().items()}
     stats = tr.train_step()
     tr.train_step()  # iteration 1 is not an R1 step; 0 was
     assert {"loss_D", "loss_G", "r1"} <= set(stats) and all(np.isfinite(list(stats.values())))
     assert any(not torch.equal(before[k], v) for k, v in tr.G.state_dict().items())
     assert any(not torch.equal(d_before[k], v) for k, v in tr.D.heads.state_dict().items())
-    assert all(torch.equal(vgg_before[k], v) for k, v in tr.D.features.state_dict().items())  # VGG stays frozen
+    # The feature network and its random projections stay frozen (batch-norm statistics included).
+    assert all(torch.equal(frozen_before[k], v) for k, v in tr.D.projection.state_dict().items())
     net = tr.save_snapshot(metrics=False)
     assert net.name == "network-snapshot-000000.pt"
     assert (net.parent / "fakes000000.png").exists() and (net.parent / "training-state.pt").exists()

@@ -64,14 +64,14 @@ activation_funcs: dict[str, ActivationSpec] = {
     )
 }
 
-_PLUGIN = custom_ops.PluginSpec("bias_act", sources=("bias_act.cpp", "bias_act.cu"), headers=("bias_act.h",))
+PLUGIN = custom_ops.PluginSpec("bias_act", sources=("bias_act.cpp", "bias_act.cu"), headers=("bias_act.h",))
 _PLUGIN_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 _MODE_FORWARD, _MODE_GRAD, _MODE_GRAD2 = 0, 1, 2
 
 
 def plugin_status(load: bool = True) -> str:
     """'ok', 'disabled', 'unavailable: <reason>' or 'not loaded' for the fused kernel."""
-    return custom_ops.plugin_state(_PLUGIN, load=load)
+    return custom_ops.plugin_state(PLUGIN, load=load)
 
 
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = "linear",
@@ -115,7 +115,7 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     clamp = float(clamp if clamp is not None else -1)
 
     if impl == "cuda" and _plugin_applicable(x) and x.dtype in _PLUGIN_DTYPES:
-        plugin = custom_ops.get_plugin(_PLUGIN)
+        plugin = custom_ops.get_plugin(PLUGIN)
         if plugin is not None:
             cfg = _Config(dim=dim, act=spec.cuda_idx, alpha=alpha, gain=gain, clamp=clamp,
                           has_2nd_grad=spec.has_2nd_grad)
@@ -189,7 +189,7 @@ def _reduce_to_bias(g: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _kernel():
-    return custom_ops.require_plugin(_PLUGIN)
+    return custom_ops.require_plugin(PLUGIN)
 
 
 class _BiasActCuda(torch.autograd.Function):

@@ -47,13 +47,13 @@ __all__ = [
 
 IntOrPair = Union[int, Sequence[int]]
 
-_PLUGIN = custom_ops.PluginSpec("upfirdn2d", sources=("upfirdn2d.cpp", "upfirdn2d.cu"), headers=("upfirdn2d.h",))
+PLUGIN = custom_ops.PluginSpec("upfirdn2d", sources=("upfirdn2d.cpp", "upfirdn2d.cu"), headers=("upfirdn2d.h",))
 _PLUGIN_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
 
 def plugin_status(load: bool = True) -> str:
     """'ok', 'disabled', 'unavailable: <reason>' or 'not loaded' for the fused kernel."""
-    return custom_ops.plugin_state(_PLUGIN, load=load)
+    return custom_ops.plugin_state(PLUGIN, load=load)
 
 
 # --------------------------------------------------------------------------- argument parsing
@@ -179,7 +179,7 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up: IntOrPair = 1, dow
                          f"[{px0}, {px1}, {py0}, {py1}] is smaller than the {fh}x{fw} filter (empty output)")
 
     if impl == "cuda" and _plugin_applicable(x) and x.dtype in _PLUGIN_DTYPES and not f.requires_grad:
-        plugin = custom_ops.get_plugin(_PLUGIN)
+        plugin = custom_ops.get_plugin(PLUGIN)
         if plugin is not None:
             return _upfirdn2d_cuda(x, f, (upx, upy), (downx, downy), (px0, px1, py0, py1), flip_filter, gain)
     return _upfirdn2d_ref(x, f, (upx, upy), (downx, downy), (px0, px1, py0, py1), flip_filter, gain)
@@ -305,7 +305,7 @@ def _upfirdn2d_cuda(x: torch.Tensor, f: torch.Tensor, up: tuple[int, int], down:
 
 
 def _kernel():
-    return custom_ops.require_plugin(_PLUGIN)
+    return custom_ops.require_plugin(PLUGIN)
 
 
 class _UpFirDn2dCuda(torch.autograd.Function):
