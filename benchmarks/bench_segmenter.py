@@ -119,9 +119,9 @@ def main(argv=None):
     ap.add_argument("--strategies", default="none,25-rep,25-const,10-grey-low,shipped",
                     help="detection strategies to measure (PAD%%-MODE[-low], none, shipped)")
     ap.add_argument("--use", default="shipped", help="detection strategy the regions are measured with")
-    ap.add_argument("--thresholds", default="0.5")
+    ap.add_argument("--thresholds", default="0.3")
     ap.add_argument("--seams", default="0.03")
-    ap.add_argument("--fills", default="close")
+    ap.add_argument("--fills", default="hull")
     ap.add_argument("--single-frame", action="store_true", help="no zoomed-out second frame")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--worst", type=int, default=0, help="write overlays of the N worst photos per set")
@@ -133,11 +133,6 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
-    from stylegan_unmask.evaluation.masks import coverage_overreach, eye_overlap
-    from stylegan_unmask.face.segment import (clean_region, frame_matrix, from_frame, load_segmenter,
-                                              probability_map, to_frame)
-    from stylegan_unmask.face.mask import mask_from_landmarks
-
     data, cache = Path(args.data), Path(args.cache)
     if args.overlays:
         return write_overlays(data / "masked_real", cache / "overlays", args.overlays)
@@ -149,14 +144,35 @@ def main(argv=None):
             found = [v["masked"] is not None for k, v in lms[s].items() if k.startswith(name + "/")]
             print(f"detection {s:>9} {name:<10}: {sum(found)}/{len(found)} ({np.mean(found):.1%})"
                   f"  [{time.perf_counter() - t:.0f} s]")
-    lm = lms[args.use]
-    clean_lm = cached_landmarks(data, cache, "clean")
+    results, times, per_photo = measure(data, lms[args.use], cached_landmarks(data, cache, "clean"), args)
+    for k, rows in results.items():
+        for name in ("real_masks", "paired"):
+            sel = [r for r in rows if r["set"] == name]
+            print(f"{' '.join(str(v) for v in k):<22} {name:<10} n={len(sel):<4} {summarise(sel)}")
+    print(f"segmenter: {1000 * np.median(times):.1f} ms per face (median; encoder + decoder + warp back), "
+          f"{torch.get_num_threads()} thread(s)")
+    if args.worst:
+        write_worst(per_photo, cache / "worst", args.worst)
+
+
+def measure(data: Path, lm, clean_lm, args):
+    """Both regions on every photo with a face: (figures per setting, seconds per face, rows for --worst)."""
+    from stylegan_unmask.evaluation.masks import coverage_overreach, eye_overlap
+    from stylegan_unmask.face.mask import mask_from_landmarks
+    from stylegan_unmask.face.segment import (clean_region, frame_matrix, from_frame, load_segmenter,
+                                              probability_map, to_frame)
+
     model = load_segmenter(args.model)
     thresholds = [float(v) for v in args.thresholds.split(",")]
     seams = [float(v) for v in args.seams.split(",")]
-    results = {("landmarks",): []}
-    times = []
-    per_photo = []
+    fills = args.fills.split(",")
+    results, times, per_photo = {("landmarks",): []}, [], []
+
+    def score(region, gt, name, key, cpts):
+        r = dict(zip(("cov", "full", "over"), coverage_overreach(region, gt)), set=name, id=key)
+        r["eye"] = None if cpts is None else eye_overlap(region, cpts)
+        return r
+
     for name, key, masked, gtp, clean in items(data):
         e = lm[f"{name}/{key}"]
         if e["masked"] is None:
@@ -167,8 +183,7 @@ def main(argv=None):
         c = clean_lm[f"{name}/{key}"]["masked"] if name == "paired" else None
         cpts = None if c is None else np.array(c)
         region = mask_from_landmarks(pts, gt.shape)
-        row = dict(zip(("cov", "full", "over"), coverage_overreach(region, gt)), set=name, id=key)
-        row["eye"] = None if cpts is None else eye_overlap(region, cpts)
+        row = score(region, gt, name, key, cpts)
         results[("landmarks",)].append(row)
         t = time.perf_counter()
         if args.single_frame:
@@ -179,21 +194,13 @@ def main(argv=None):
         times.append(time.perf_counter() - t)
         for th in thresholds:
             for sm in seams:
-                for fill in args.fills.split(","):
+                for fill in fills:
                     reg = clean_region(prob > th, pts, seam=sm, shape_fill=fill)
-                    r = dict(zip(("cov", "full", "over"), coverage_overreach(reg, gt)), set=name, id=key)
-                    r["eye"] = None if cpts is None else eye_overlap(reg, cpts)
+                    r = score(reg, gt, name, key, cpts)
                     results.setdefault(("segment", th, sm, fill), []).append(r)
-                    if th == thresholds[0] and sm == seams[0] and fill == args.fills.split(",")[0]:
+                    if (th, sm, fill) == (thresholds[0], seams[0], fills[0]):
                         per_photo.append((name, key, masked, gt, region, reg, r, row))
-    for k, rows in results.items():
-        for name in ("real_masks", "paired"):
-            sel = [r for r in rows if r["set"] == name]
-            print(f"{' '.join(str(v) for v in k):<22} {name:<10} n={len(sel):<4} {summarise(sel)}")
-    print(f"segmenter: {1000 * np.median(times):.1f} ms per face (median; encoder + decoder + warp back), "
-          f"{torch.get_num_threads()} thread(s)")
-    if args.worst:
-        write_worst(per_photo, cache / "worst", args.worst)
+    return results, times, per_photo
 
 
 def write_worst(per_photo, out: Path, n: int):
