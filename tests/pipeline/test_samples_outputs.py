@@ -11,15 +11,7 @@ torch = pytest.importorskip("torch")
 
 from stylegan_unmask.cli import cli  # noqa: E402
 
-from test_pipeline import PHOTO  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def photo(dev_data_dir):
-    p = dev_data_dir / PHOTO
-    if not p.is_file():
-        pytest.skip(f"dev photo {p} is missing")
-    return p
+from test_pipeline import photo  # noqa: E402,F401  (the dev photo fixture)
 
 
 def test_cli_samples_write_ranked_completions(photo, ada_pkl, tmp_path):
