@@ -164,12 +164,14 @@ def project_command(photo: Path, outdir: Optional[Path], network: str, steps: in
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Photos optimised together in one projector call [default: 4 on a GPU, 1 on a CPU].")
 @click.option("--recursive", "-r", is_flag=True, help="Also look in sub-folders.")
+@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="N completions per photo (see `project --samples`); index.html shows their grid.")
 @click.option("--shard", default=None, metavar="i/n",
               help="Process only share i of n (sorted files i::n); under torchrun RANK/WORLD_SIZE are used.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def batch_command(folder: Path, outdir: Path, network: str, steps: int, lambda_perceptual: float, init: str,
                   seed: int, device: str, aligned: bool, backend: str, margin: Optional[float], optimize_noise: bool,
-                  noise_mode: str, save_video: bool, batch_size: Optional[int], recursive: bool,
+                  noise_mode: str, save_video: bool, batch_size: Optional[int], recursive: bool, samples: int,
                   shard: Optional[str], quiet: bool, schedule: str = "fast", precision: str = "auto",
                   compile_mode: str = "auto"):
     """Unmask every photo in FOLDER. Resumable: rerun the same command to finish an interrupted run.
@@ -186,7 +188,8 @@ def batch_command(folder: Path, outdir: Path, network: str, steps: int, lambda_p
                                 precision, compile_mode)
     summary = run_batch(folder, outdir, config, FaceOptions(aligned=aligned, backend=backend, margin=margin),
                         network=network, device=None if device == "auto" else device, batch_size=batch_size,
-                        recursive=recursive, save_video=save_video, shard=shard, progress=not quiet)
+                        recursive=recursive, save_video=save_video, shard=shard, progress=not quiet,
+                        samples=samples)
     c = summary.counts
     where = f"shard {summary.rank}/{summary.world_size}: " if summary.world_size > 1 else ""
     click.echo(f"{where}{c.get('ok', 0)} unmasked, {c.get('skipped', 0)} already done, {c.get('failed', 0)} failed")

@@ -116,11 +116,8 @@ def unmask(photo, config: Optional[ProjectionConfig] = None, face: Optional[Face
     t_project = time.perf_counter() - t0
     settings = run_settings(network_source(G), config, margin=face.margin, mask=face.mask, aligned=face.aligned,
                             backend=face.backend, device=str(dev), **({"samples": samples} if samples > 1 else {}))
-    ranked = sorted(results, key=lambda r: r.final_loss)
-    completions = [finish_face(prepared, r, settings=settings, source=network_source(G), frames=frames[0],
-                               feather_px=feather_px) for r in ranked]
-    result = completions[0]
-    result.completions = completions if samples > 1 else []
+    result = finish_samples(prepared, results, settings=settings, source=network_source(G), frames=frames[0],
+                            feather_px=feather_px)
     result.timings["network"] = t_network
     result.timings["projection"] = t_project
     result.timings["total"] = time.perf_counter() - t_start
@@ -188,6 +185,16 @@ def project_faces(G, faces: Sequence[PreparedFace], config: ProjectionConfig, de
 
 
 # ----------------------------------------------------------------------------- stage 3: blend
+
+
+def finish_samples(face: PreparedFace, projections: Sequence[ProjectionResult], **finish) -> UnmaskResult:
+    """One face's projections (one, or its K samples) finished, best first by visible-region loss; the best
+    result lists every completion in ``completions`` when there are several."""
+    ranked = sorted(projections, key=lambda r: r.final_loss)
+    completions = [finish_face(face, r, **finish) for r in ranked]
+    result = completions[0]
+    result.completions = completions if len(completions) > 1 else []
+    return result
 
 
 def finish_face(face: PreparedFace, projection: ProjectionResult, *, settings: Dict[str, object], source: str,
