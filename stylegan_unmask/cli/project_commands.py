@@ -112,22 +112,28 @@ def _projection_config(steps, lambda_perceptual, init, seed, optimize_noise, noi
               help="Which detected face to use (default: the largest).")
 @click.option("--video-every", type=click.IntRange(min=1), default=None,
               help="With --save-video: capture a frame every N steps (default: 100 frames per run).")
+@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Project N completions from N starts as one batch: unmasked_K.png each, completions.png, "
+                   "completions.json (ranked by visible-region loss); unmasked.png is the best.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def project_command(photo: Path, outdir: Optional[Path], network: str, steps: int, lambda_perceptual: float,
                     init: str, seed: int, device: str, aligned: bool, backend: str, region: str,
-                    margin: Optional[float], optimize_noise: bool, noise_mode: str, save_video: bool, mask_path: Optional[Path],
-                    landmarks_path: Optional[Path], box, face_index: Optional[int], video_every: Optional[int],
-                    quiet: bool, schedule: str = "fast", precision: str = "auto", compile_mode: str = "auto"):
+                    margin: Optional[float], optimize_noise: bool, noise_mode: str, save_video: bool,
+                    mask_path: Optional[Path], landmarks_path: Optional[Path], box, face_index: Optional[int],
+                    video_every: Optional[int],
+                    samples: int, quiet: bool, schedule: str = "fast", precision: str = "auto", compile_mode: str = "auto"):
     """Show the face beneath the mask in PHOTO.
 
     \b
     Writes to OUTDIR: unmasked.png (the photo, original size), aligned.png,
-    mask.png, projection.png, comparison.png, projected_w.npz [, projection.mp4].
+    mask.png, projection.png, comparison.png, projected_w.npz [, projection.mp4]
+    [, with --samples N: unmasked_1..N.png, completions.png, completions.json].
 
     \b
     Examples:
       stylegan-unmask project face.jpg --steps 1000
       stylegan-unmask project face.jpg --mask mymask.png --outdir out/face
+      stylegan-unmask project face.jpg --samples 4
       stylegan-unmask project aligned.png --aligned --network ffhq-1024
     """
     from ..face.frontend import FaceOptions
@@ -142,8 +148,10 @@ def project_command(photo: Path, outdir: Optional[Path], network: str, steps: in
                                 precision, compile_mode)
     face = FaceOptions(aligned=aligned, mask=mask_path, landmarks=landmarks_path, box=box, face_index=face_index,
                        backend=backend, margin=margin, region=region)
+    if samples > 1 and save_video:
+        raise click.UsageError("--save-video records one projection: leave out --samples or --save-video")
     result = unmask(original, config, face, network=network, device=device, progress=not quiet,
-                    record_video=save_video, video_every=video_every)
+                    record_video=save_video, video_every=video_every, samples=samples)
     written = save_outputs(result, outdir, protect=[photo, mask_path, landmarks_path])
     click.echo(f"wrote {len(written)} files to {outdir}/: " + ", ".join(p.name for p in written.values()))
     proj = result.projection
@@ -160,13 +168,15 @@ def project_command(photo: Path, outdir: Optional[Path], network: str, steps: in
 @click.option("--batch-size", type=click.IntRange(min=1), default=None,
               help="Photos optimised together in one projector call [default: 4 on a GPU, 1 on a CPU].")
 @click.option("--recursive", "-r", is_flag=True, help="Also look in sub-folders.")
+@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="N completions per photo (see `project --samples`); index.html shows their grid.")
 @click.option("--shard", default=None, metavar="i/n",
               help="Process only share i of n (sorted files i::n); under torchrun RANK/WORLD_SIZE are used.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def batch_command(folder: Path, outdir: Path, network: str, steps: int, lambda_perceptual: float, init: str,
                   seed: int, device: str, aligned: bool, backend: str, region: str, margin: Optional[float],
-                  optimize_noise: bool,
-                  noise_mode: str, save_video: bool, batch_size: Optional[int], recursive: bool,
+                  optimize_noise: bool, noise_mode: str, save_video: bool, batch_size: Optional[int], recursive: bool,
+                  samples: int,
                   shard: Optional[str], quiet: bool, schedule: str = "fast", precision: str = "auto",
                   compile_mode: str = "auto"):
     """Unmask every photo in FOLDER. Resumable: rerun the same command to finish an interrupted run.
@@ -184,7 +194,8 @@ def batch_command(folder: Path, outdir: Path, network: str, steps: int, lambda_p
     face = FaceOptions(aligned=aligned, backend=backend, margin=margin, region=region)
     summary = run_batch(folder, outdir, config, face,
                         network=network, device=None if device == "auto" else device, batch_size=batch_size,
-                        recursive=recursive, save_video=save_video, shard=shard, progress=not quiet)
+                        recursive=recursive, save_video=save_video, shard=shard, progress=not quiet,
+                        samples=samples)
     c = summary.counts
     where = f"shard {summary.rank}/{summary.world_size}: " if summary.world_size > 1 else ""
     click.echo(f"{where}{c.get('ok', 0)} unmasked, {c.get('skipped', 0)} already done, {c.get('failed', 0)} failed")

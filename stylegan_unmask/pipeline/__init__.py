@@ -11,10 +11,10 @@
 """
 from ..face.frontend import FaceOptions, PreparedFace, prepare_face
 from ..projector import ProjectionConfig
-from .chain import UnmaskResult, finish_face, project_faces, run_settings, unmask
+from .chain import UnmaskResult, finish_face, finish_samples, project_faces, run_settings, unmask
 from .network import get_network, network_crop_scale, network_source
 from .outputs import OUTPUT_FILES, comparison_image, latent_archive, save_outputs
 
 __all__ = ["unmask", "save_outputs", "UnmaskResult", "ProjectionConfig", "FaceOptions", "PreparedFace",
-           "prepare_face", "project_faces", "finish_face", "run_settings", "get_network", "network_source",
+           "prepare_face", "project_faces", "finish_face", "finish_samples", "run_settings", "get_network", "network_source",
            "network_crop_scale", "OUTPUT_FILES", "comparison_image", "latent_archive"]

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from .. import DEFAULT_NETWORK
+from ..errors import UnmaskError
 from ..face.blend import paste_back, poisson_blend
 from ..face.frontend import FaceOptions, PreparedFace, prepare_face, resize_rgb
 from ..face.landmarks import FaceLandmarks
@@ -59,6 +60,8 @@ class UnmaskResult:
     network_source: str
     timings: Dict[str, float]
     frames: List[np.ndarray] = field(default_factory=list)  # optimisation video frames (record_video)
+    # With samples > 1: every completion, best first (by visible-region loss); this result is completions[0].
+    completions: List["UnmaskResult"] = field(default_factory=list)
 
     @property
     def losses(self) -> Dict[str, np.ndarray]:
@@ -83,7 +86,7 @@ class UnmaskResult:
 def unmask(photo, config: Optional[ProjectionConfig] = None, face: Optional[FaceOptions] = None, *,
            network: PathLike = DEFAULT_NETWORK, G=None, device=None, callback: Optional[Callable] = None,
            progress: bool = True, record_video: bool = False, video_every: Optional[int] = None,
-           feather_px: Optional[float] = None) -> UnmaskResult:
+           feather_px: Optional[float] = None, samples: int = 1) -> UnmaskResult:
     """Show the face beneath the mask in ``photo`` (path, LoadedImage or RGB array).
 
     ``config``: how to project (default: ``ProjectionConfig()``); ``face``:
@@ -93,7 +96,12 @@ def unmask(photo, config: Optional[ProjectionConfig] = None, face: Optional[Face
     receives a :class:`~stylegan_unmask.projector.ProjectionStep` every
     ``config.preview_every`` steps (return True to stop early). With
     ``record_video`` a frame is kept every ``video_every`` steps.
+    ``samples`` K > 1: K completions from K starts, optimised as one batch;
+    the result is the best by visible-region loss and lists all K in
+    ``completions`` (plausible alternatives under the mask, not guesses of it).
     """
+    if samples > 1 and record_video:
+        raise UnmaskError("a video records one projection: use --save-video without --samples")
     face = face if face is not None else FaceOptions()
     t_start = t0 = time.perf_counter()
     if G is None:
@@ -104,12 +112,13 @@ def unmask(photo, config: Optional[ProjectionConfig] = None, face: Optional[Face
     prepared = prepare_face(photo, G.img_resolution, face, crop_scale=network_crop_scale(G))
     t0 = time.perf_counter()
     results, frames = project_faces(G, [prepared], config, device=dev, callback=callback, progress=progress,
-                                    record_video=record_video, video_every=video_every)
+                                    record_video=record_video, video_every=video_every, samples=samples)
     t_project = time.perf_counter() - t0
     settings = run_settings(network_source(G), config, margin=face.margin, region=face.region, mask=face.mask,
-                            aligned=face.aligned, backend=face.backend, device=str(dev))
-    result = finish_face(prepared, results[0], settings=settings, source=network_source(G), frames=frames[0],
-                         feather_px=feather_px)
+                            aligned=face.aligned, backend=face.backend, device=str(dev),
+                            **({"samples": samples} if samples > 1 else {}))
+    result = finish_samples(prepared, results, settings=settings, source=network_source(G), frames=frames[0],
+                            feather_px=feather_px)
     result.timings["network"] = t_network
     result.timings["projection"] = t_project
     result.timings["total"] = time.perf_counter() - t_start
@@ -136,8 +145,9 @@ def _to_tensor(rgb: np.ndarray) -> torch.Tensor:
 
 def project_faces(G, faces: Sequence[PreparedFace], config: ProjectionConfig, device=None, callback=None,
                   progress: bool = True, record_video: bool = False, video_every: Optional[int] = None,
-                  preview_every: Optional[int] = None):
-    """One projector call for all ``faces`` -> (results, frames per face).
+                  preview_every: Optional[int] = None, samples: int = 1):
+    """One projector call for all ``faces`` -> (results, frames per face); ``samples`` results per face
+    (face-major) when ``samples`` > 1.
 
     ``callback(step, info)`` is the projector's (see ``ProjectionStep``); it is
     called every ``preview_every`` steps (default: the config's). With
@@ -170,12 +180,22 @@ def project_faces(G, faces: Sequence[PreparedFace], config: ProjectionConfig, de
 
     features = get_features(cfg.perceptual_layers, dev) if cfg.lambda_perceptual > 0 else None
     results = project(G, target, hidden, cfg, device=dev, callback=on_step if wanted else None,
-                      progress=progress, features=features)
+                      progress=progress, features=features, samples=samples)
     frames = recorder.frames if recorder is not None else [[] for _ in faces]
     return results, frames
 
 
 # ----------------------------------------------------------------------------- stage 3: blend
+
+
+def finish_samples(face: PreparedFace, projections: Sequence[ProjectionResult], **finish) -> UnmaskResult:
+    """One face's projections (one, or its K samples) finished, best first by visible-region loss; the best
+    result lists every completion in ``completions`` when there are several."""
+    ranked = sorted(projections, key=lambda r: r.final_loss)
+    completions = [finish_face(face, r, **finish) for r in ranked]
+    result = completions[0]
+    result.completions = completions if len(completions) > 1 else []
+    return result
 
 
 def finish_face(face: PreparedFace, projection: ProjectionResult, *, settings: Dict[str, object], source: str,

@@ -16,7 +16,7 @@ from .chain import UnmaskResult
 from .pictures import comparison_grid, mask_overlay
 from .video import write_video
 
-__all__ = ["OUTPUT_FILES", "comparison_image", "latent_archive", "save_outputs"]
+__all__ = ["OUTPUT_FILES", "comparison_image", "completions_image", "latent_archive", "save_outputs"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -35,10 +35,32 @@ def comparison_image(result: UnmaskResult, panel_size: Optional[int] = None) -> 
     ], panel_size=size)
 
 
+def completions_image(result: UnmaskResult, panel_size: int = 256) -> np.ndarray:
+    """The aligned photo, then every completion (best first), each labelled with its visible-region loss."""
+    panels = [("input (aligned)", result.aligned_image)]
+    panels += [(f"#{k} loss {c.projection.final_loss:.4f}", c.blended_aligned)
+               for k, c in enumerate(result.completions, 1)]
+    return comparison_grid(panels, panel_size=panel_size)
+
+
+def completions_record(result: UnmaskResult) -> dict:
+    """``completions.json``: the ranked completions and what ranks them."""
+    return {"ranked_by": "final visible-region loss (lower first); unmasked.png is #1",
+            "note": "plausible alternatives under the mask that fit the visible face, not guesses of the hidden face",
+            "completions": [{"rank": k, "file": f"unmasked_{k}.png", "sample": c.projection.sample,
+                             "start": c.projection.init, "final_loss": float(c.projection.final_loss),
+                             "final_mse": float(c.projection.final_mse),
+                             "final_perceptual": float(c.projection.final_perceptual),
+                             "psnr_visible_db": float(c.projection.psnr)}
+                            for k, c in enumerate(result.completions, 1)]}
+
+
 def latent_archive(result: UnmaskResult) -> bytes:
-    """``projected_w.npz`` bytes: ``w`` [1, num_ws, w_dim] (NVIDIA's layout), ``noise_<i>``, ``meta_json``."""
+    """``projected_w.npz`` bytes: ``w`` [K, num_ws, w_dim] (NVIDIA's layout; K = 1, or the completions best
+    first), ``noise_<i>``, ``meta_json``."""
     proj = result.projection
-    arrays = {"w": proj.w_plus.detach().cpu().numpy().astype(np.float32)[None]}
+    results = [c.projection for c in result.completions] or [proj]
+    arrays = {"w": np.stack([p.w_plus.detach().cpu().numpy().astype(np.float32) for p in results])}
     for i, n in enumerate(proj.noise):
         arrays[f"noise_{i}"] = n.detach().cpu().numpy().astype(np.float32)
     for k, v in proj.losses.items():
@@ -52,6 +74,7 @@ def latent_archive(result: UnmaskResult) -> bytes:
         "init_used": proj.init, "noise_source": proj.noise_source,
         "final_loss": float(proj.final_loss), "final_mse": float(proj.final_mse),
         "final_perceptual": float(proj.final_perceptual), "psnr_visible_db": float(proj.psnr),
+        "samples_final_loss": [float(p.final_loss) for p in results],
         "input": None if result.original.path is None else str(result.original.path),
         "input_size": list(result.original.size),
         "mask_source": result.mask_source,
@@ -90,6 +113,14 @@ def save_outputs(result: UnmaskResult, outdir: PathLike, *, protect: Iterable[Op
     img("mask.png", result.mask_aligned)
     img("projection.png", result.projection_image)
     img("comparison.png", comparison_image(result))
+    if result.completions:
+        for k, c in enumerate(result.completions, 1):
+            img(f"unmasked_{k}.png", c.unmasked, like=result.original)
+        img("completions.png", completions_image(result))
+        path = out / "completions.json"
+        ensure_not_input(path, inputs)
+        written["completions.json"] = atomic_write_bytes(path, json.dumps(completions_record(result),
+                                                                           indent=2).encode())
     npz = out / "projected_w.npz"
     ensure_not_input(npz, inputs)
     written["projected_w.npz"] = atomic_write_bytes(npz, latent_archive(result))

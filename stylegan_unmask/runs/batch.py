@@ -29,8 +29,8 @@ from ..atomic import atomic_write_text
 from ..errors import UnmaskError
 from ..face.frontend import FaceOptions, PreparedFace, prepare_face
 from ..images import save_image
-from ..pipeline import (finish_face, get_network, network_crop_scale, network_source, project_faces, run_settings,
-                        save_outputs)
+from ..pipeline import (finish_samples, get_network, network_crop_scale, network_source, project_faces,
+                        run_settings, save_outputs)
 from ..pipeline.pictures import thumbnail
 from ..projector import ProjectionConfig, ProjectionResult
 from ..runtime.device import module_device, resolve_device
@@ -74,8 +74,11 @@ def read_done(item: BatchItem, settings: Dict[str, object]) -> Optional[Dict[str
 def run_batch(folder: PathLike, outdir: PathLike, config: Optional[ProjectionConfig] = None,
               face: Optional[FaceOptions] = None, *, network: PathLike = DEFAULT_NETWORK, G=None, device=None,
               batch_size: Optional[int] = None, recursive: bool = False, save_video: bool = False, shard=None,
-              progress: bool = True, on_record: Optional[Callable[[BatchRecord], None]] = None) -> BatchSummary:
+              progress: bool = True, on_record: Optional[Callable[[BatchRecord], None]] = None,
+              samples: int = 1) -> BatchSummary:
     """Unmask every image in ``folder`` into ``outdir/<relative path without extension>/``.
+
+    ``samples`` K > 1: K completions per photo, as ``unmask(samples=K)`` writes them.
 
     ``config`` / ``face``: as for :func:`~stylegan_unmask.pipeline.unmask`.
     ``on_record(record)`` is called after each photo (ok, failed or skipped).
@@ -84,7 +87,7 @@ def run_batch(folder: PathLike, outdir: PathLike, config: Optional[ProjectionCon
     """
     run = BatchRun(folder, outdir, config, face, network=network, G=G, device=device, batch_size=batch_size,
                    recursive=recursive, save_video=save_video, shard=shard, progress=progress,
-                   on_record=on_record)
+                   on_record=on_record, samples=samples)
     return run.run()
 
 
@@ -94,8 +97,12 @@ class BatchRun:
     def __init__(self, folder: PathLike, outdir: PathLike, config: Optional[ProjectionConfig] = None,
                  face: Optional[FaceOptions] = None, *, network: PathLike = DEFAULT_NETWORK, G=None, device=None,
                  batch_size: Optional[int] = None, recursive: bool = False, save_video: bool = False, shard=None,
-                 progress: bool = True, on_record: Optional[Callable[[BatchRecord], None]] = None):
+                 progress: bool = True, on_record: Optional[Callable[[BatchRecord], None]] = None,
+                 samples: int = 1):
         self.folder, self.outdir = Path(folder), Path(outdir)
+        if samples > 1 and save_video:
+            raise UnmaskError("a video records one projection: use --save-video without --samples")
+        self.samples = int(samples)
         if not self.folder.is_dir():
             raise UnmaskError(f"{self.folder}: input folder not found")
         if self.outdir.exists() and not self.outdir.is_dir():
@@ -125,8 +132,9 @@ class BatchRun:
 
     def result_settings(self) -> Dict[str, object]:
         """What each result depends on (its done marker and latent file record it)."""
+        extra = {"samples": self.samples} if self.samples > 1 else {}
         return run_settings(network_source(self.G), self.config, margin=self.face.margin, region=self.face.region,
-                            aligned=self.face.aligned, backend=self.face.backend)
+                            aligned=self.face.aligned, backend=self.face.backend, **extra)
 
     def run(self) -> BatchSummary:
         # 1. A fresh start for this shard's flag; the progress bar.
@@ -180,28 +188,32 @@ class BatchRun:
                 self.bar.set_postfix_str(f"step {step + 1}/{info.steps}, batch of {len(chunk)}")
         projected, error = attempt(project_faces, self.G, [face for _, face, _ in chunk], self.config,
                                    device=self.device, callback=callback, progress=False,
-                                   record_video=self.save_video)
+                                   record_video=self.save_video, samples=self.samples)
         if error is not None:
             for item, _, _ in chunk:
                 self._record(BatchRecord(file=item.file, status="failed",
                                          error=f"projection failed: {describe_error(error)}", outdir=item.out_rel))
             return
         share = (time.perf_counter() - t0) / len(chunk)
-        for (item, face, prep_s), proj, frames in zip(chunk, *projected):
+        results, frames_per_face = projected
+        k = self.samples
+        for j, ((item, face, prep_s), frames) in enumerate(zip(chunk, frames_per_face)):
             t1 = time.perf_counter()
-            seconds, error = attempt(self._save, item, face, proj, frames, prep_s + share, t1)
+            done, error = attempt(self._save, item, face, results[j * k:(j + 1) * k], frames, prep_s + share, t1)
             if error is not None:
                 self._record(BatchRecord(file=item.file, status="failed", error=describe_error(error),
                                          outdir=item.out_rel))
                 continue
-            self._record(BatchRecord(file=item.file, status="ok", seconds=seconds, final_loss=proj.final_loss,
-                                     psnr=proj.psnr, outdir=item.out_rel))
+            seconds, best = done
+            self._record(BatchRecord(file=item.file, status="ok", seconds=seconds, final_loss=best.final_loss,
+                                     psnr=best.psnr, outdir=item.out_rel))
 
-    def _save(self, item: BatchItem, face: PreparedFace, proj: ProjectionResult, frames, shared_s: float,
-              t1: float) -> float:
-        """Blend, write every output, then the done marker; returns the photo's seconds."""
-        result = finish_face(face, proj, settings=self.result_settings(), source=network_source(self.G),
-                             frames=frames)
+    def _save(self, item: BatchItem, face: PreparedFace, projections: List[ProjectionResult], frames,
+              shared_s: float, t1: float) -> Tuple[float, ProjectionResult]:
+        """Blend, write every output, then the done marker; returns the photo's seconds and best projection."""
+        result = finish_samples(face, projections, settings=self.result_settings(), source=network_source(self.G),
+                                frames=frames)
+        proj = result.projection
         written = save_outputs(result, item.outdir, video=self.save_video)
         save_image(item.outdir / THUMB_INPUT, thumbnail(result.original.pixels, 256), protect=[item.source])
         save_image(item.outdir / THUMB_RESULT, thumbnail(result.unmasked, 256), protect=[item.source])
@@ -210,7 +222,7 @@ class BatchRun:
                      final_loss=proj.final_loss, psnr=proj.psnr, settings=self.settings,
                      outputs=sorted({p.name for p in written.values()} | {THUMB_INPUT, THUMB_RESULT}),
                      timings={k: round(v, 4) for k, v in result.timings.items()})
-        return seconds
+        return seconds, proj
 
     def _record(self, rec: BatchRecord) -> None:
         self.records[rec.file] = rec

@@ -62,7 +62,8 @@ def read_summary_csv(path: Path) -> List[BatchRecord]:
         return [BatchRecord.from_row(row) for row in csv.DictReader(f)]
 
 
-def _index_entries(records: Iterable[BatchRecord]) -> List[IndexEntry]:
+def _index_entries(records: Iterable[BatchRecord], picture: str = "comparison.png") -> List[IndexEntry]:
+    """``picture``: the per-photo image shown in the comparison column (``completions.png`` with samples)."""
     entries = []
     for r in records:
         def rel(name: str) -> Optional[str]:
@@ -73,7 +74,7 @@ def _index_entries(records: Iterable[BatchRecord]) -> List[IndexEntry]:
 
         entries.append(IndexEntry(name=r.file, status=r.status, error=r.error, seconds=r.seconds,
                                   final_loss=r.final_loss, psnr=r.psnr, input_thumb=rel(THUMB_INPUT),
-                                  result_thumb=rel(THUMB_RESULT), comparison=rel("comparison.png"),
+                                  result_thumb=rel(THUMB_RESULT), comparison=rel(picture),
                                   outdir=r.outdir if r.status in ("ok", "skipped") else None))
     return entries
 
@@ -82,6 +83,7 @@ def write_reports(outdir: Path, records: Sequence[BatchRecord], settings: Dict[s
                   note: str = "") -> Tuple[Path, Path]:
     """``summary.csv`` and ``index.html`` for ``records`` (atomic rewrites)."""
     csv_path = write_summary_csv(outdir / "summary.csv", records)
-    html = render_index_html(_index_entries(records), title=f"stylegan-unmask batch: {outdir.name}",
+    picture = "completions.png" if int(settings.get("samples", 1) or 1) > 1 else "comparison.png"
+    html = render_index_html(_index_entries(records, picture), title=f"stylegan-unmask batch: {outdir.name}",
                              settings=settings, note=note)
     return csv_path, atomic_write_text(outdir / "index.html", html)

@@ -216,3 +216,26 @@ def test_torchrun_two_processes(photos, ada_pkl, tmp_path):
     assert set(rows) == parts[0] | parts[1]
     assert sorted(r["status"] for r in rows.values()) == ["failed"] * 2 + ["ok"] * 6
     assert (outdir / "index.html").is_file()
+
+
+def test_samples_per_photo_with_batches_of_two(photos, G, tmp_path):
+    """--samples 2 with --batch-size 2: each photo gets its own two completions, best first, and the index
+    shows their grid; a rerun with another sample count redoes the photos."""
+    outdir = tmp_path / "samples"
+    summary = run_batch(photos, outdir, ProjectionConfig(steps=2), G=G, device="cpu", progress=False, samples=2,
+                        batch_size=2)
+    assert summary.counts["ok"] == 6
+    rows = _summary(outdir)
+    for f, r in rows.items():
+        if r["status"] != "ok":
+            continue
+        d = outdir / r["outdir"]
+        record = json.loads((d / "completions.json").read_text())
+        losses = [c["final_loss"] for c in record["completions"]]
+        assert len(losses) == 2 and losses == sorted(losses)
+        assert float(r["final_loss"]) == pytest.approx(losses[0], rel=1e-4, abs=0.01)  # the CSV rounds
+        assert (d / "unmasked_2.png").is_file() and (d / "completions.png").is_file()
+    assert "completions.png" in (outdir / "index.html").read_text()
+    again = run_batch(photos, outdir, ProjectionConfig(steps=2), G=G, device="cpu", progress=False, samples=3,
+                      batch_size=2)
+    assert again.counts.get("skipped", 0) == 0
