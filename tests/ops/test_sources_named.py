@@ -14,7 +14,7 @@ def test_sources_and_wrappers_name_each_other():
     for path in sources:
         assert f"Wrapper: torch_utils/ops/{path.stem}.py" in path.read_text(), path.name
     for op, module in WRAPPERS.items():
-        files = set(module._PLUGIN.sources) | set(module._PLUGIN.headers)
+        files = set(module.PLUGIN.sources) | set(module.PLUGIN.headers)
         assert files == {p.name for p in sources if p.stem == op}
         for name in files:
             assert f"custom_ops/{name}" in module.__doc__, (op, name)
