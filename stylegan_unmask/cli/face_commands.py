@@ -82,56 +82,72 @@ def _atomic_npy(path: Path, array) -> None:
         np.save(fh, np.asarray(array, dtype=np.float64))
 
 
+_region = click.option("--region", type=click.Choice(["segment", "landmarks"]), default="segment",
+                       show_default=True,
+                       help="The face mask segmented by the shipped network, or the polygon from the 68 landmarks.")
+
+
 @click.command("mask")
 @_photo
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
               help="Mask PNG to write (single channel, 255 = masked, size of the upright photo).")
-@_margin_option("Reach beyond the jaw line")
+@click.option("--overlay", "overlay_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the photo with the region tinted and outlined [default: OUTPUT's name + _overlay].")
+@_region
+@_margin_option("Landmark region: reach beyond the jaw")
 @_landmarks
 @_box
 @_face_index
 @_backend
-def mask_command(photo, output, margin, landmarks_file, box, face_index, backend):
-    """Write the face-mask region of PHOTO as a black/white PNG.
+def mask_command(photo, output, overlay_path, region, margin, landmarks_file, box, face_index, backend):
+    """Write the face-mask region of PHOTO as a black/white PNG, and an overlay to check it by eye.
 
     The PNG has the size and orientation of the photo as viewers show it (EXIF
     rotation applied), so it can be edited over the photo and passed back with
     --mask.
     """
-    from ..face.frontend import mask_photo, parse_box
+    from ..face.frontend import mask_photo, parse_box, region_overlay
     from ..images import ensure_not_input, save_image
 
     if output.suffix.lower() not in (".png", ".tif", ".tiff", ".bmp"):
         raise UnmaskError(f"{output}: write masks as a lossless image (.png); JPEG would blur the edges")
-    ensure_not_input(output, [photo, landmarks_file])
-    _, _, m = mask_photo(photo, margin, landmarks_file=landmarks_file, box=parse_box(box),
-                         face_index=face_index, backend=backend)
+    overlay_path = overlay_path or output.with_name(output.stem + "_overlay.png")
+    for p in (output, overlay_path):
+        ensure_not_input(p, [photo, landmarks_file])
+    if overlay_path.resolve() == output.resolve():
+        raise UnmaskError(f"{output}: the mask and its --overlay must be different files")
+    loaded, _, m, source = mask_photo(photo, margin, landmarks_file=landmarks_file, box=parse_box(box),
+                                      face_index=face_index, backend=backend, region=region)
     save_image(output, m, protect=[photo, landmarks_file])
+    save_image(overlay_path, region_overlay(loaded.pixels, m), protect=[photo, landmarks_file])
     h, w = m.shape
-    click.echo(f"mask {w}x{h}, {m.mean():.1%} masked -> {output}")
+    click.echo(f"mask {w}x{h}, {m.mean():.1%} masked ({source}) -> {output}; overlay -> {overlay_path}")
 
 
 @click.command("eval-masks")
 @click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Write one row per photo.")
+              help="Write one row per photo and region.")
 @_backend
-@_margin_option("Mask margin")
+@click.option("--region", type=click.Choice(["both", "segment", "landmarks"]), default="both", show_default=True,
+              help="Which region(s) to measure; 'both' side by side on the same detections.")
+@_margin_option("Landmark margin")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Only the first N items (sorted).")
 @click.option("--eyes/--no-eyes", default=True, show_default=True,
               help="Also find landmarks on each clean photo to check the region stays off the eyes.")
-def eval_masks_command(folder, csv_path, backend, margin, limit, eyes):
-    """Detection rate, coverage and overreach of the landmark mask over FOLDER.
+def eval_masks_command(folder, csv_path, backend, region, margin, limit, eyes):
+    """Detection rate, coverage and overreach of the mask regions over FOLDER.
 
     FOLDER holds pairs (any folders with masked.jpg + gt_mask.png [+ clean.*],
     e.g. <source>/<id>/) or is a folder of masked photos (detection rate only).
     """
-    from ..evaluation.masks import evaluate_folder, format_report, write_csv
+    from ..evaluation.masks import REGIONS, evaluate_regions, format_reports, write_csv
     from ..face.mask import DEFAULT_MARGIN
 
-    report = evaluate_folder(folder, backend=backend, margin=DEFAULT_MARGIN if margin is None else margin,
-                             limit=limit, eyes=eyes)
-    click.echo(format_report(report))
+    regions = REGIONS if region == "both" else (region,)
+    reports = evaluate_regions(folder, regions, backend=backend,
+                               margin=DEFAULT_MARGIN if margin is None else margin, limit=limit, eyes=eyes)
+    click.echo(format_reports(reports))
     if csv_path is not None:
-        write_csv(report, csv_path)
+        write_csv(list(reports.values()), csv_path)
         click.echo(f"per-photo results -> {csv_path}")

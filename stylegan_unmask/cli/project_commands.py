@@ -57,9 +57,12 @@ def projection_options(f):
                      help="Input is already an FFHQ-aligned face: no detection or alignment."),
         click.option("--backend", type=click.Choice(["auto", "dlib", "face-alignment"]), default="auto",
                      show_default=True, help="68-point landmark model."),
+        click.option("--region", type=click.Choice(["segment", "landmarks"]), default="segment", show_default=True,
+                     help="The hidden region: the face mask segmented by the shipped network, or the polygon "
+                          "from the 68 landmarks (--mask FILE wins over both)."),
         click.option("--margin", type=click.FloatRange(min=0), default=None,
-                     help="How far the mask region reaches beyond the jaw line, in inter-ocular distances "
-                          "[default: 0.25]."),
+                     help="With --region landmarks: how far the region reaches beyond the jaw line, in "
+                          "inter-ocular distances [default: 0.25]."),
         click.option("--optimize-noise", is_flag=True,
                      help="Also optimise the per-layer noise maps (sharper, but latent-only re-rendering differs)."),
         click.option("--noise-mode", type=click.Choice(["const", "random", "none"]), default="const",
@@ -114,9 +117,10 @@ def _projection_config(steps, lambda_perceptual, init, seed, optimize_noise, noi
                    "completions.json (ranked by visible-region loss); unmasked.png is the best.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def project_command(photo: Path, outdir: Optional[Path], network: str, steps: int, lambda_perceptual: float,
-                    init: str, seed: int, device: str, aligned: bool, backend: str, margin: Optional[float],
-                    optimize_noise: bool, noise_mode: str, save_video: bool, mask_path: Optional[Path],
-                    landmarks_path: Optional[Path], box, face_index: Optional[int], video_every: Optional[int],
+                    init: str, seed: int, device: str, aligned: bool, backend: str, region: str,
+                    margin: Optional[float], optimize_noise: bool, noise_mode: str, save_video: bool,
+                    mask_path: Optional[Path], landmarks_path: Optional[Path], box, face_index: Optional[int],
+                    video_every: Optional[int],
                     samples: int, quiet: bool, schedule: str = "fast", precision: str = "auto", compile_mode: str = "auto"):
     """Show the face beneath the mask in PHOTO.
 
@@ -143,7 +147,7 @@ def project_command(photo: Path, outdir: Optional[Path], network: str, steps: in
     config = _projection_config(steps, lambda_perceptual, init, seed, optimize_noise, noise_mode, schedule,
                                 precision, compile_mode)
     face = FaceOptions(aligned=aligned, mask=mask_path, landmarks=landmarks_path, box=box, face_index=face_index,
-                       backend=backend, margin=margin)
+                       backend=backend, margin=margin, region=region)
     if samples > 1 and save_video:
         raise click.UsageError("--save-video records one projection: leave out --samples or --save-video")
     result = unmask(original, config, face, network=network, device=device, progress=not quiet,
@@ -170,8 +174,9 @@ def project_command(photo: Path, outdir: Optional[Path], network: str, steps: in
               help="Process only share i of n (sorted files i::n); under torchrun RANK/WORLD_SIZE are used.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def batch_command(folder: Path, outdir: Path, network: str, steps: int, lambda_perceptual: float, init: str,
-                  seed: int, device: str, aligned: bool, backend: str, margin: Optional[float], optimize_noise: bool,
-                  noise_mode: str, save_video: bool, batch_size: Optional[int], recursive: bool, samples: int,
+                  seed: int, device: str, aligned: bool, backend: str, region: str, margin: Optional[float],
+                  optimize_noise: bool, noise_mode: str, save_video: bool, batch_size: Optional[int], recursive: bool,
+                  samples: int,
                   shard: Optional[str], quiet: bool, schedule: str = "fast", precision: str = "auto",
                   compile_mode: str = "auto"):
     """Unmask every photo in FOLDER. Resumable: rerun the same command to finish an interrupted run.
@@ -186,7 +191,8 @@ def batch_command(folder: Path, outdir: Path, network: str, steps: int, lambda_p
 
     config = _projection_config(steps, lambda_perceptual, init, seed, optimize_noise, noise_mode, schedule,
                                 precision, compile_mode)
-    summary = run_batch(folder, outdir, config, FaceOptions(aligned=aligned, backend=backend, margin=margin),
+    face = FaceOptions(aligned=aligned, backend=backend, margin=margin, region=region)
+    summary = run_batch(folder, outdir, config, face,
                         network=network, device=None if device == "auto" else device, batch_size=batch_size,
                         recursive=recursive, save_video=save_video, shard=shard, progress=not quiet,
                         samples=samples)

@@ -175,3 +175,45 @@ def export_command(snapshot, out, fp32):
     ensure_not_input(out, [snapshot])
     path = export_network(snapshot, out, half=not fp32)
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+
+
+@click.command("train-segmenter")
+@click.option("--faces", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Training faces (UTKFace crops: ../shared/data/train/utkface). Never evaluation faces.")
+@click.option("--workdir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Where the landmark cache and the drawn samples are kept (reused when present).")
+@click.option("--out", required=True, type=click.Path(path_type=Path),
+              help="Decoder weights to write (stylegan_unmask/models/segmenter.pt ships with the package).")
+@click.option("--faces-used", type=click.IntRange(min=10), default=9000, show_default=True,
+              help="Random faces whose landmarks are found (one mask each).")
+@click.option("--samples", type=click.IntRange(min=10), default=8000, show_default=True,
+              help="Samples drawn (the last --val are held out).")
+@click.option("--epochs", type=click.IntRange(min=1), default=12, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", type=float, default=2e-3, show_default=True, help="Peak learning rate (one-cycle).")
+@click.option("--val", type=click.IntRange(min=1), default=600, show_default=True, help="Held-out samples.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Torch/OpenCV threads.")
+def train_segmenter_command(faces, workdir, out, faces_used, samples, epochs, batch, lr, val, seed, threads):
+    """Train the face-mask segmenter: landmarks of UTKFace faces -> random masks drawn on them -> decoder.
+
+    Reproduces the shipped model with the defaults (docs/masks.md gives the time and figures).
+    """
+    import cv2
+    import torch
+
+    from ..training.segmenter import SegmenterTrainConfig, train_segmenter
+    from ..training.segmenter_data import build_dataset, cache_landmarks
+
+    torch.set_num_threads(threads)
+    cv2.setNumThreads(threads)
+    workdir.mkdir(parents=True, exist_ok=True)
+    lm = workdir / "utk_landmarks.npz"
+    if not lm.is_file():
+        cache_landmarks(faces, lm, limit=faces_used, seed=seed)
+    data = workdir / f"seg_train_{samples}_seed{seed}.npz"
+    if not data.is_file():
+        build_dataset(lm, data, samples, seed=seed)
+    path = train_segmenter(data, out, SegmenterTrainConfig(epochs=epochs, batch=batch, lr=lr, val=val, seed=seed,
+                                                           threads=threads), log=click.echo)
+    click.echo(f"segmenter decoder -> {path} ({path.stat().st_size / 2 ** 20:.2f} MB)")

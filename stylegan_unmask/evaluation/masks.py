@@ -1,4 +1,8 @@
-"""How well the landmark mask region covers real face masks: detection, coverage, overreach.
+"""How well the mask region covers real face masks: detection, coverage, overreach.
+
+Both regions are measured on the same detections, side by side: ``landmarks``
+(the polygon of ``face/mask.py``) and ``segment`` (the network of
+``face/segment.py``, the default region).
 
 Two kinds of folder, searched recursively:
 
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 import csv
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -68,6 +72,24 @@ class ItemResult:
     eye_overlap: Optional[float] = None
     excluded: bool = False
     error: str = ""
+    region: str = "landmarks"  # which region the figures are of (see REGIONS)
+
+
+#: The regions ``eval-masks`` can measure.
+REGIONS = ("landmarks", "segment")
+# (image RGB uint8, 68x2 points) -> bool region in the image's pixels
+RegionFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def region_fn(region: str, margin: float = DEFAULT_MARGIN) -> RegionFn:
+    """The function that draws ``region`` for one photo."""
+    if region == "landmarks":
+        return lambda image, points: mask_from_landmarks(points, image.shape[:2], margin=margin)
+    if region == "segment":
+        from ..face.segment import segment_face
+
+        return lambda image, points: segment_face(image, points).region
+    raise ValueError(f"unknown region {region!r}; choose from {', '.join(REGIONS)}")
 
 
 @dataclass
@@ -100,6 +122,7 @@ class EvalReport:
     summaries: List[Summary] = field(default_factory=list)  # per source, then "all"
     margin: float = DEFAULT_MARGIN
     backend: str = "auto"
+    region: str = "landmarks"
 
     @property
     def overall(self) -> Summary:
@@ -268,13 +291,30 @@ def evaluate_folder(
     landmark_fn: Optional[LandmarkFn] = None,
     progress: bool = True,
     eyes: bool = True,
+    region: str = "landmarks",
 ) -> EvalReport:
-    """Evaluate every pair (or plain photo) below ``folder``; one bad file never stops the run.
+    """Evaluate one ``region`` on every pair (or plain photo) below ``folder`` (see :func:`evaluate_regions`)."""
+    return evaluate_regions(folder, (region,), backend=backend, margin=margin, limit=limit, landmark_fn=landmark_fn,
+                            progress=progress, eyes=eyes)[region]
+
+
+def evaluate_regions(
+    folder: PathLike,
+    regions: Sequence[str] = REGIONS,
+    backend: str = "auto",
+    margin: float = DEFAULT_MARGIN,
+    limit: Optional[int] = None,
+    landmark_fn: Optional[LandmarkFn] = None,
+    progress: bool = True,
+    eyes: bool = True,
+) -> Dict[str, EvalReport]:
+    """One report per region, all on the same detections; one bad file never stops the run.
 
     ``limit`` takes the first N items in sorted order (deterministic).
     ``landmark_fn`` replaces the detector (tests, cached landmarks).
     ``eyes`` also finds landmarks on each pair's clean photo, to check that
     the region stays off the real eyes (one more detection per pair).
+    ``margin`` is the landmark region's.
     """
     from tqdm import tqdm
 
@@ -283,6 +323,7 @@ def evaluate_folder(
         raise InputImageError(root, "not a folder")
     if not np.isfinite(margin) or margin < 0:
         raise ValueError(f"margin must be a finite number >= 0, got {margin}")
+    fns = {r: region_fn(r, margin) for r in regions}
     find = landmark_fn or default_landmark_fn(backend)
     pairs = find_paired_items(root)
     kind = "paired" if pairs else "plain"
@@ -292,14 +333,18 @@ def evaluate_folder(
     if limit is not None:
         todo = todo[: max(0, int(limit))]
 
-    results: List[ItemResult] = []
+    results: Dict[str, List[ItemResult]] = {r: [] for r in regions}
     for entry in tqdm(todo, desc=f"eval-masks {root.name}", unit="img", disable=not progress):
         if kind == "paired":
-            results.append(_evaluate_pair(entry, find, margin, eyes))
+            for r, res in _evaluate_pair(entry, find, fns, eyes).items():
+                results[r].append(res)
         else:
             source, path = entry
-            results.append(_evaluate_plain(source, path, find))
-    return EvalReport(kind, results, summarize(results), margin=margin, backend=backend)
+            found = _evaluate_plain(source, path, find)
+            for r in regions:
+                results[r].append(replace(found, region=r))
+    return {r: EvalReport(kind, results[r], summarize(results[r]), margin=margin, backend=backend, region=r)
+            for r in regions}
 
 
 def _detect(path: Path, find: LandmarkFn):
@@ -321,28 +366,33 @@ def _evaluate_plain(source: str, path: Path, find: LandmarkFn) -> ItemResult:
     return ItemResult(source, path.stem, str(path), points is not None, error=err)
 
 
-def _evaluate_pair(item: PairedItem, find: LandmarkFn, margin: float, eyes: bool) -> ItemResult:
+def _evaluate_pair(item: PairedItem, find: LandmarkFn, fns: Dict[str, RegionFn], eyes: bool) -> Dict[str, ItemResult]:
     image, points, err = _detect(item.masked, find)
-    res = ItemResult(item.source, item.id, str(item.masked), points is not None, excluded=item.flagged, error=err)
+    base = ItemResult(item.source, item.id, str(item.masked), points is not None, excluded=item.flagged, error=err)
+    out = {r: replace(base, region=r) for r in fns}
     if points is None or item.flagged:
-        return res
+        return out
     try:
         gt = load_image(item.gt).pixels.max(axis=2) > 127
     except UnmaskError as e:
-        res.error = str(e)
-        return res
+        return {r: replace(res, error=str(e)) for r, res in out.items()}
     if gt.shape != image.shape[:2]:
-        res.error = f"{item.gt}: GT is {gt.shape[1]}x{gt.shape[0]}, photo is {image.shape[1]}x{image.shape[0]}"
-        return res
-    ours = mask_from_landmarks(points, gt.shape, margin=margin)
-    res.coverage, res.coverage_full, res.overreach = coverage_overreach(ours, gt)
+        msg = f"{item.gt}: GT is {gt.shape[1]}x{gt.shape[0]}, photo is {image.shape[1]}x{image.shape[0]}"
+        return {r: replace(res, error=msg) for r, res in out.items()}
+    clean_points, clean_err = None, ""
     if eyes and item.clean is not None:
         clean, clean_points, clean_err = _detect(item.clean, find)
-        if clean_points is not None and clean.shape[:2] == gt.shape:
+        if clean_points is not None and clean.shape[:2] != gt.shape:
+            clean_points = None
+    for r, fn in fns.items():
+        res = out[r]
+        ours = fn(image, points)
+        res.coverage, res.coverage_full, res.overreach = coverage_overreach(ours, gt)
+        if clean_points is not None:
             res.eye_overlap = eye_overlap(ours, clean_points)
         elif clean_err:
             res.error = f"eye check skipped: {clean_err}"
-    return res
+    return out
 
 
 def _stat(values: List[float], q: Optional[float]) -> Optional[float]:
@@ -375,7 +425,8 @@ def format_report(report: EvalReport) -> str:
     def f(v):
         return "    -  " if v is None else f"{v:7.4f}"
 
-    lines = [f"{report.kind} folder, margin {report.margin:g}, backend {report.backend}"]
+    where = "landmark polygon, margin " + f"{report.margin:g}" if report.region == "landmarks" else "segmenter"
+    lines = [f"{report.kind} folder, region {report.region} ({where}), backend {report.backend}"]
     if report.kind == "paired":
         lines.append(f"{'source':<12}{'n':>5} {'detect':>7} {'measured':>8}  {'cov_med':>7} {'cov_p10':>7} "
                      f"{'cov_mean':>8}  {'full_med':>8} {'full_p10':>8}  {'over_med':>8} {'over_p90':>8}  eyes_hit")
@@ -407,15 +458,35 @@ def format_report(report: EvalReport) -> str:
     return "\n".join(lines)
 
 
-def write_csv(report: EvalReport, path: PathLike, protect: Sequence[PathLike] = ()) -> Path:
-    """Per-item rows, written atomically; refuses to overwrite the inputs."""
+def format_reports(reports: Dict[str, EvalReport]) -> str:
+    """Every region's table, then the regions side by side (overall figures)."""
+    parts = [format_report(rep) for rep in reports.values()]
+    first = next(iter(reports.values()))
+    if len(reports) > 1 and first.kind == "paired":
+        def f(v):
+            return "    -" if v is None else f"{v:.3f}"
+
+        lines = ["side by side (all photos):", f"{'region':<10} {'detect':>7}  cov_med  cov_p10  over_med  eyes_hit"]
+        for name, rep in reports.items():
+            o = rep.overall
+            eyes = f"{o.eyes_touched}/{o.eyes_checked}" if o.eyes_checked else "-"
+            lines.append(f"{name:<10} {o.detection_rate:>7.1%}  {f(o.coverage_median):>7}  {f(o.coverage_p10):>7}  "
+                         f"{f(o.overreach_median):>8}  {eyes:>8}")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts)
+
+
+def write_csv(report: Union[EvalReport, Sequence[EvalReport]], path: PathLike, protect: Sequence[PathLike] = ()) -> Path:
+    """Per-item rows (one per photo and region), written atomically; refuses to overwrite the inputs."""
+    reports = [report] if isinstance(report, EvalReport) else list(report)
+    items = [r for rep in reports for r in rep.items]
     out = Path(path)
-    ensure_not_input(out, [r.path for r in report.items] + list(protect))
+    ensure_not_input(out, [r.path for r in items] + list(protect))
     out.parent.mkdir(parents=True, exist_ok=True)
     names = list(ItemResult.__dataclass_fields__)
     with atomic_file(out) as tmp, open(tmp, "w", newline="") as fh:
         w = csv.DictWriter(fh, fieldnames=names)
         w.writeheader()
-        for r in report.items:
+        for r in items:
             w.writerow({k: ("" if v is None else v) for k, v in asdict(r).items()})
     return out

@@ -203,7 +203,7 @@ class EvalRun:
             G=G, config=self.config, device=self.device, feather_px=feather_px))}
         self.method_settings = {n: jsonable(self.fillers[n].settings()) for n in self.names}
         self.shared = jsonable({"metrics_version": METRICS_VERSION, "backend": self.face.backend,
-                                "margin": self.face.margin, "work_resolution": self.resolution,
+                                "margin": self.face.margin, "region": self.face.region, "work_resolution": self.resolution,
                                 "crop_scale": self.crop_scale, "lpips_crop": LPIPS_CROP})
         self.scorer = Scorer(device=self.device)
         self.n_boot, self.plots, self.progress, self.echo = n_boot, plots, progress, echo
@@ -213,7 +213,7 @@ class EvalRun:
             "seed": requested.seed, "schedule": getattr(self.config, "schedule", "-"),
             "precision": getattr(self.config, "precision", "-"), "device": str(self.device),
             "batch_size": self.batch_size, "methods": ",".join(self.names), "backend": self.face.backend,
-            "margin": "default" if self.face.margin is None else self.face.margin}
+            "margin": "default" if self.face.margin is None else self.face.margin, "region": self.face.region}
         self.rows_by_key: Dict[str, Dict[str, Dict[str, object]]] = {}
         self.status_by_key: Dict[str, str] = {}
         self.failures: List[Tuple[str, str]] = []

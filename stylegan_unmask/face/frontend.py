@@ -35,12 +35,17 @@ from .landmarks import FaceLandmarks, find_landmarks, load_landmarks_file
 from .mask import DEFAULT_MARGIN, load_user_mask, mask_from_landmarks
 
 __all__ = ["FaceOptions", "PreparedFace", "prepare_face", "work_size_for", "MAX_WORK_SIZE", "parse_box",
-           "photo_landmarks", "align_photo", "mask_photo", "debug_overlay", "resize_rgb"]
+           "photo_landmarks", "align_photo", "mask_photo", "debug_overlay", "resize_rgb", "face_region", "REGIONS",
+           "DEFAULT_REGION", "region_overlay"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Largest aligned working size (the FFHQ crop size); larger faces are reduced to it.
 MAX_WORK_SIZE = 1024
+#: How the hidden region is found: the segmenter (``segment.py``, the default: it follows the
+#: physical mask) or the landmark polygon (``mask.py``). A user mask (``--mask``) wins over both.
+REGIONS = ("segment", "landmarks")
+DEFAULT_REGION = "segment"
 
 
 @dataclass(frozen=True)
@@ -54,8 +59,13 @@ class FaceOptions:
     box: Optional[Sequence[float]] = None     # the face box (x0, y0, x1, y1) in photo pixels: no detection
     face_index: Optional[int] = None          # which detected face (default: the largest)
     backend: str = "auto"                     # landmark model: auto | dlib | face-alignment
-    margin: Optional[float] = None            # the region's reach beyond the jaw (None: mask.DEFAULT_MARGIN)
+    margin: Optional[float] = None            # the landmark region's reach beyond the jaw (None: mask.DEFAULT_MARGIN)
     work_size: Optional[int] = None           # the aligned working size (None: see the module docstring)
+    region: str = DEFAULT_REGION              # segment | landmarks (see REGIONS)
+
+    def __post_init__(self):
+        if self.region not in REGIONS:
+            raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {self.region!r}")
 
     def mask_kwargs(self) -> Dict[str, float]:
         """``mask_from_landmarks`` keywords: the margin when one was given."""
@@ -71,7 +81,7 @@ class PreparedFace:
     aligned_image: np.ndarray  # SxSx3 uint8: the aligned photo at the working size
     mask_aligned: np.ndarray  # SxS bool, True = hidden by the face mask
     landmarks: Optional[FaceLandmarks]  # in the photo (None for an aligned input with a user mask)
-    mask_source: str  # 'landmarks' or the user mask's path
+    mask_source: str  # 'segment', 'landmarks' or the user mask's path
     target: np.ndarray  # RxRx3 uint8: the projection target (aligned photo at network resolution)
     hidden: np.ndarray  # RxR bool: the mask at network resolution (conservative)
     is_aligned_input: bool
@@ -164,10 +174,16 @@ def prepare_face(photo, resolution: int, options: Optional[FaceOptions] = None, 
     t0 = time.perf_counter()
     if o.mask is not None:
         hidden_aligned, _ = face.transform.warp_from_source(load_user_mask(o.mask, expected_size=original.size))
+        mask_source = str(o.mask)
+    elif o.region == "segment":  # segmented in the photo itself (the network's view), then warped
+        region, mask_source = face_region(original.pixels, lm.points, o.region, o.margin)
+        warped, valid = face.transform.warp_from_source(region)
+        hidden_aligned = _with_padding_beyond(warped, valid)
     else:
         hidden_aligned = mask_from_landmarks(face.landmarks, face.image.shape[:2], **o.mask_kwargs())
+        mask_source = "landmarks"
     return _prepared(original, face, face.image, np.asarray(hidden_aligned, dtype=bool), lm, o, resolution,
-                     timings, t0)
+                     timings, t0, mask_source)
 
 
 def _prepare_aligned_input(original: LoadedImage, resolution: int, o: FaceOptions, pts,
@@ -180,27 +196,59 @@ def _prepare_aligned_input(original: LoadedImage, resolution: int, o: FaceOption
     t0 = time.perf_counter()
     if o.mask is not None:
         hidden_aligned = load_user_mask(o.mask, expected_size=original.size)
+        mask_source = str(o.mask)
     else:
         lm = find_landmarks(original.pixels, backend=o.backend, face_index=o.face_index, box=o.box, points=pts,
                             path=original.path)
         timings["landmarks"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-        hidden_aligned = mask_from_landmarks(lm.points, (h, w), **o.mask_kwargs())
+        hidden_aligned, mask_source = face_region(original.pixels, lm.points, o.region, o.margin)
     return _prepared(original, None, original.pixels, np.asarray(hidden_aligned, dtype=bool), lm, o, resolution,
-                     timings, t0)
+                     timings, t0, mask_source)
 
 
 def _prepared(original: LoadedImage, face: Optional[AlignedFace], image: np.ndarray, hidden_aligned: np.ndarray,
               lm: Optional[FaceLandmarks], o: FaceOptions, resolution: int, timings: Dict[str, float],
-              t0: float) -> PreparedFace:
+              t0: float, mask_source: str) -> PreparedFace:
     """Check the aligned mask, reduce image and mask to the network's resolution, bundle it all."""
     _check_mask(hidden_aligned, o.mask if o.mask is not None else original.path, image.shape[0])
     target = resize_rgb(image, resolution)
     hidden = _reduce_mask(hidden_aligned, resolution)
     timings["mask"] = time.perf_counter() - t0
     return PreparedFace(original=original, aligned=face, aligned_image=image, mask_aligned=hidden_aligned,
-                        landmarks=lm, mask_source=str(o.mask) if o.mask is not None else "landmarks", target=target,
-                        hidden=hidden, is_aligned_input=face is None, timings=timings)
+                        landmarks=lm, mask_source=mask_source, target=target, hidden=hidden,
+                        is_aligned_input=face is None, timings=timings)
+
+
+def face_region(pixels: np.ndarray, points, region: str = DEFAULT_REGION,
+                margin: Optional[float] = None) -> Tuple[np.ndarray, str]:
+    """(bool mask in ``pixels``' space, where it came from) for one face.
+
+    ``segment`` falls back to the landmark region (and says so in the source)
+    when the segmenter finds no face mask at all.
+    """
+    kw = {} if margin is None else {"margin": margin}
+    if region == "landmarks":
+        return mask_from_landmarks(points, pixels.shape[:2], **kw), "landmarks"
+    if region != "segment":
+        raise ValueError(f"region must be one of {', '.join(REGIONS)}, got {region!r}")
+    from .segment import segment_face
+
+    found = segment_face(pixels, points).region
+    if not found.any():
+        return mask_from_landmarks(points, pixels.shape[:2], **kw), "landmarks (the segmenter found no face mask)"
+    return found, "segment"
+
+
+def _with_padding_beyond(warped: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """The warped region plus the aligned square's padding beyond the photo that touches it: a mask cut
+    by the photo's edge goes on there, and the padding (a reflection of the photo) would show its fabric."""
+    import scipy.ndimage as ndi
+
+    m = np.asarray(warped, bool)
+    labels, _ = ndi.label(m | ~valid)
+    keep = np.unique(labels[m])
+    return np.isin(labels, keep[keep > 0])
 
 
 def _check_mask(hidden: np.ndarray, where, size: int) -> None:
@@ -284,16 +332,28 @@ def align_photo(photo: PathLike, size: int = 1024, *, landmarks_file: Optional[P
 
 
 def mask_photo(photo: PathLike, margin: Optional[float] = None, *, landmarks_file: Optional[PathLike] = None,
-               box=None, face_index: Optional[int] = None, backend: str = "auto"):
-    """Load ``photo``, find its landmarks and return ``(LoadedImage, points68, mask)``.
+               box=None, face_index: Optional[int] = None, backend: str = "auto", region: str = DEFAULT_REGION):
+    """Load ``photo``, find its landmarks and return ``(LoadedImage, points68, mask, source)``.
 
     The mask is in the upright photo's pixels (EXIF orientation applied, as
     :func:`stylegan_unmask.images.load_image` gives them), so written as a PNG
-    it lines up with the photo as every viewer shows it. What ``stylegan-unmask
+    it lines up with the photo as every viewer shows it. ``region``: segment |
+    landmarks (``margin`` is the landmark region's). What ``stylegan-unmask
     mask`` runs.
     """
     loaded = load_image(photo)
     points = photo_landmarks(loaded.pixels, path=photo, landmarks_file=landmarks_file, box=box,
                              face_index=face_index, backend=backend)
-    m = mask_from_landmarks(points, loaded.pixels.shape, margin=DEFAULT_MARGIN if margin is None else margin)
-    return loaded, points, m
+    m, source = face_region(loaded.pixels, points, region, DEFAULT_MARGIN if margin is None else margin)
+    return loaded, points, m, source
+
+
+def region_overlay(pixels: np.ndarray, mask: np.ndarray, colour=(255, 40, 80)) -> np.ndarray:
+    """The photo with the region tinted and outlined: to check a region by eye."""
+    out = pixels.astype(np.float32).copy()
+    m = np.asarray(mask, bool)
+    out[m] = 0.55 * out[m] + 0.45 * np.asarray(colour, np.float32)
+    out = np.ascontiguousarray(out.astype(np.uint8))
+    contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    cv2.drawContours(out, contours, -1, colour, max(1, int(round(min(m.shape) / 300))), cv2.LINE_AA)
+    return out

@@ -124,11 +124,17 @@ def _dlib_predictor():
 
 
 def _dlib_landmarks(image: np.ndarray, box) -> np.ndarray:
+    """dlib's 68 points in ``box``; a box reaching beyond the photo (a face cut by the frame) is
+    read from a grey-padded copy, as the detector's frame retries saw it."""
     import dlib
 
-    rect = dlib.rectangle(int(round(box[0])), int(round(box[1])), int(round(box[2])), int(round(box[3])))
+    h, w = image.shape[:2]
+    pad = int(np.ceil(max(0.0, -box[0], -box[1], box[2] - w, box[3] - h)))
+    if pad > 0:
+        image = _detect.pad_image(image, pad)
+    rect = dlib.rectangle(*(int(round(v + pad)) for v in box))
     shape = _dlib_predictor()(np.ascontiguousarray(image), rect)
-    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64)
+    return np.array([[p.x, p.y] for p in shape.parts()], dtype=np.float64) - pad
 
 
 def fan_weights_dir() -> Path:

@@ -114,8 +114,9 @@ def unmask(photo, config: Optional[ProjectionConfig] = None, face: Optional[Face
     results, frames = project_faces(G, [prepared], config, device=dev, callback=callback, progress=progress,
                                     record_video=record_video, video_every=video_every, samples=samples)
     t_project = time.perf_counter() - t0
-    settings = run_settings(network_source(G), config, margin=face.margin, mask=face.mask, aligned=face.aligned,
-                            backend=face.backend, device=str(dev), **({"samples": samples} if samples > 1 else {}))
+    settings = run_settings(network_source(G), config, margin=face.margin, region=face.region, mask=face.mask,
+                            aligned=face.aligned, backend=face.backend, device=str(dev),
+                            **({"samples": samples} if samples > 1 else {}))
     result = finish_samples(prepared, results, settings=settings, source=network_source(G), frames=frames[0],
                             feather_px=feather_px)
     result.timings["network"] = t_network

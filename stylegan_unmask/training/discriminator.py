@@ -48,7 +48,7 @@ class Lite0Stages(nn.Module):
 
     def __init__(self):
         super().__init__()
-        from .efficientnet_lite import EfficientNetLite0
+        from ..perceptual.efficientnet_lite import EfficientNetLite0
 
         self.net = EfficientNetLite0()
 

@@ -48,10 +48,13 @@ def test_mask_command_writes_single_channel_mask(photo, tmp_path):
     assert size == _size(photo)[0] and mode == "L"
     m = np.asarray(Image.open(out))
     assert set(np.unique(m)) <= {0, 255} and 0.05 < (m == 255).mean() < 0.6
-    assert "masked ->" in r.output
-    wider = tmp_path / "wider.png"
-    _ok(_run("mask", photo, "-o", wider, "--margin", "0.6"))
-    assert (np.asarray(Image.open(wider)) == 255).sum() > (m == 255).sum()
+    assert "masked (segment) ->" in r.output
+    overlay = tmp_path / "mask_overlay.png"
+    assert _size(overlay) == (_size(photo)[0], "RGB")
+    poly, wider = tmp_path / "poly.png", tmp_path / "wider.png"
+    _ok(_run("mask", photo, "-o", poly, "--region", "landmarks"))
+    _ok(_run("mask", photo, "-o", wider, "--region", "landmarks", "--margin", "0.6"))
+    assert (np.asarray(Image.open(wider)) == 255).sum() > (np.asarray(Image.open(poly)) == 255).sum()
 
 
 def test_mask_follows_exif_orientation(photo, tmp_path):
@@ -165,8 +168,10 @@ def test_eval_masks_on_small_paired_folder(dev_data_dir, tmp_path):
     row = _all_row(r.output)
     assert row[1] == "4" and row[2] == "100.0%" and row[3] == "3"
     assert float(row[4]) >= 0.95  # median coverage of the three measured pairs
+    assert "side by side" in r.output and "region segment" in r.output and "region landmarks" in r.output
     rows = csv_path.read_text().splitlines()
-    assert len(rows) == 1 + len(ids) and rows[0].startswith("source,id,path,detected,coverage")
+    assert len(rows) == 1 + 2 * len(ids) and rows[0].startswith("source,id,path,detected,coverage")
+    assert {row.split(",")[-1] for row in rows[1:]} == {"landmarks", "segment"}
     r = _ok(_run("eval-masks", tmp_path / "paired", "--limit", 2, "--margin", "0.1", "--no-eyes"))
     assert "margin 0.1" in r.output
     row = _all_row(r.output)

@@ -7,7 +7,7 @@ import torch
 
 from stylegan_unmask.training import discriminator as disc
 from stylegan_unmask.training.augment import gaussian_blur
-from stylegan_unmask.training.efficientnet_lite import EfficientNetLite0
+from stylegan_unmask.perceptual.efficientnet_lite import EfficientNetLite0
 from stylegan_unmask.training.loss import hinge_discriminator_loss, hinge_generator_loss
 from stylegan_unmask.training.metrics import precision_recall
 

