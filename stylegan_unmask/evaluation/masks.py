@@ -25,6 +25,10 @@ Metric definitions (``docs/masks.md``):
   inside our region are not overreach: they are mask).
 * *eye_overlap* = share of the eye area (contours of landmarks 36-47 found on
   the **clean** photo, i.e. where the eyes really are) inside our region.
+* *visible_eye_overlap* = the same for the part of the eye area the GT mask
+  leaves uncovered. Where a pasted mask lies over an eye, replacing that
+  fabric is the job, so only the visible eye counts as an eye the region
+  must never touch.
 * *detection rate* = share of photos where landmarks were found.
 
 Pairs flagged ``other_pasted_masks_outside_gt = 1`` (the synthetic tool pasted
@@ -70,6 +74,7 @@ class ItemResult:
     coverage_full: Optional[float] = None
     overreach: Optional[float] = None
     eye_overlap: Optional[float] = None
+    visible_eye_overlap: Optional[float] = None
     excluded: bool = False
     error: str = ""
     region: str = "landmarks"  # which region the figures are of (see REGIONS)
@@ -109,6 +114,7 @@ class Summary:
     overreach_p90: Optional[float]
     eyes_checked: int = 0
     eyes_touched: int = 0  # photos whose region covers any of the (clean-photo) eye area
+    visible_eyes_touched: int = 0  # ... any of the eye area that the GT mask leaves visible
 
     @property
     def detection_rate(self) -> float:
@@ -191,9 +197,12 @@ def eye_area(points68, shape) -> np.ndarray:
     return canvas.astype(bool)
 
 
-def eye_overlap(ours: np.ndarray, clean_points68) -> Optional[float]:
-    """Share of the true eye area inside our region (None when the eyes are off-image)."""
+def eye_overlap(ours: np.ndarray, clean_points68, gt: Optional[np.ndarray] = None) -> Optional[float]:
+    """Share of the true eye area inside our region (None when the eyes are off-image);
+    with ``gt``, only the eye area the GT mask leaves visible counts."""
     eyes = eye_area(clean_points68, ours.shape)
+    if gt is not None:
+        eyes &= ~np.asarray(gt, bool)
     return float((ours & eyes).sum() / eyes.sum()) if eyes.any() else None
 
 
@@ -390,6 +399,7 @@ def _evaluate_pair(item: PairedItem, find: LandmarkFn, fns: Dict[str, RegionFn],
         res.coverage, res.coverage_full, res.overreach = coverage_overreach(ours, gt)
         if clean_points is not None:
             res.eye_overlap = eye_overlap(ours, clean_points)
+            res.visible_eye_overlap = eye_overlap(ours, clean_points, gt)
         elif clean_err:
             res.error = f"eye check skipped: {clean_err}"
     return out
@@ -415,8 +425,16 @@ def summarize(results: List[ItemResult]) -> List[Summary]:
         cov, full, ovr, eye = values("coverage"), values("coverage_full"), values("overreach"), values("eye_overlap")
         out.append(Summary(name, len(rs), sum(r.detected for r in rs), len(cov),
                            _stat(cov, 50), _stat(cov, 10), _stat(cov, None), _stat(full, 50), _stat(full, 10),
-                           _stat(ovr, 50), _stat(ovr, 90), len(eye), sum(v > 0 for v in eye)))
+                           _stat(ovr, 50), _stat(ovr, 90), len(eye), sum(v > 0 for v in eye),
+                           sum(v > 0 for v in values("visible_eye_overlap"))))
     return out
+
+
+def _eye_counts(s: Summary) -> Tuple[str, str]:
+    """("touched/checked", "visible touched/checked") for a summary, "-" when nothing was checked."""
+    if not s.eyes_checked:
+        return "-", "-"
+    return f"{s.eyes_touched}/{s.eyes_checked}", f"{s.visible_eyes_touched}/{s.eyes_checked}"
 
 
 def format_report(report: EvalReport) -> str:
@@ -429,22 +447,24 @@ def format_report(report: EvalReport) -> str:
     lines = [f"{report.kind} folder, region {report.region} ({where}), backend {report.backend}"]
     if report.kind == "paired":
         lines.append(f"{'source':<12}{'n':>5} {'detect':>7} {'measured':>8}  {'cov_med':>7} {'cov_p10':>7} "
-                     f"{'cov_mean':>8}  {'full_med':>8} {'full_p10':>8}  {'over_med':>8} {'over_p90':>8}  eyes_hit")
+                     f"{'cov_mean':>8}  {'full_med':>8} {'full_p10':>8}  {'over_med':>8} {'over_p90':>8}  eyes_hit  vis_eyes_hit")
         for s in report.summaries:
-            eyes = f"{s.eyes_touched}/{s.eyes_checked}" if s.eyes_checked else "-"
+            eyes, vis = _eye_counts(s)
             lines.append(f"{s.name:<12}{s.n:>5} {s.detection_rate:>7.1%} {s.measured:>8}  {f(s.coverage_median)} "
                          f"{f(s.coverage_p10)}  {f(s.coverage_mean)}   {f(s.coverage_full_median)}  "
-                         f"{f(s.coverage_full_p10)}   {f(s.overreach_median)}  {f(s.overreach_p90)}  {eyes:>8}")
+                         f"{f(s.coverage_full_p10)}   {f(s.overreach_median)}  {f(s.overreach_p90)}  {eyes:>8}  {vis:>12}")
         lines.append("cov = share of the GT mask body (straps removed) inside the region; full = with straps; "
                      "over = share of the region on no GT pixel; eyes_hit = photos whose region touches the eyes "
-                     "of the clean photo")
+                     "of the clean photo; vis_eyes_hit = ... touches eye pixels the GT mask leaves visible")
         excluded = [r for r in report.items if r.excluded]
         if excluded:
             lines.append("excluded from coverage/overreach (other masks pasted outside the GT): "
                          + ", ".join(f"{r.source}/{r.id}" for r in excluded))
         touched = [r for r in report.items if r.eye_overlap]
         for r in touched:
-            lines.append(f"  region touches the eyes: {r.source}/{r.id} ({r.eye_overlap:.1%} of the eye area)")
+            vis = "none" if not r.visible_eye_overlap else f"{r.visible_eye_overlap:.1%}"
+            lines.append(f"  region touches the eyes: {r.source}/{r.id} ({r.eye_overlap:.1%} of the eye area; "
+                         f"of the eye the GT mask leaves visible: {vis})")
     else:
         lines.append(f"{'source':<12}{'n':>5}{'detected':>10}{'rate':>9}")
         for s in report.summaries:
@@ -466,12 +486,12 @@ def format_reports(reports: Dict[str, EvalReport]) -> str:
         def f(v):
             return "    -" if v is None else f"{v:.3f}"
 
-        lines = ["side by side (all photos):", f"{'region':<10} {'detect':>7}  cov_med  cov_p10  over_med  eyes_hit"]
+        lines = ["side by side (all photos):", f"{'region':<10} {'detect':>7}  cov_med  cov_p10  over_med  eyes_hit  vis_eyes_hit"]
         for name, rep in reports.items():
             o = rep.overall
-            eyes = f"{o.eyes_touched}/{o.eyes_checked}" if o.eyes_checked else "-"
+            eyes, vis = _eye_counts(o)
             lines.append(f"{name:<10} {o.detection_rate:>7.1%}  {f(o.coverage_median):>7}  {f(o.coverage_p10):>7}  "
-                         f"{f(o.overreach_median):>8}  {eyes:>8}")
+                         f"{f(o.overreach_median):>8}  {eyes:>8}  {vis:>12}")
         parts.append("\n".join(lines))
     return "\n\n".join(parts)
 

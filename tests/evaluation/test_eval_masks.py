@@ -9,8 +9,8 @@ from conftest import FRONTAL_FACE as FACE
 from PIL import Image
 
 from stylegan_unmask.errors import InputImageError, NoFaceError, WeightsMissingError
-from stylegan_unmask.evaluation.masks import (TARGETS, _disk, coverage_overreach, evaluate_folder,
-                                              find_paired_items, find_plain_images, format_report, gt_body)
+from stylegan_unmask.evaluation.masks import (TARGETS, _disk, coverage_overreach, evaluate_folder, eye_area,
+                                              eye_overlap, find_paired_items, find_plain_images, format_report, gt_body)
 from stylegan_unmask.face.mask import DEFAULT_MARGIN, mask_from_landmarks
 
 SHAPE = (256, 256)
@@ -161,3 +161,14 @@ def test_masked_real_detection(dev_data_dir):
     assert report.kind == "plain" and report.overall.n == 148
     assert {s.name for s in report.summaries} == {"cdeb7", "fm12k", "rmfd", "all"}
     assert report.overall.detection_rate >= 0.95, [r.id for r in report.failures]
+
+
+def test_visible_eye_overlap_counts_only_the_eye_the_mask_leaves_bare():
+    eyes = eye_area(FACE, (256, 256))
+    ys = np.nonzero(eyes)[0]
+    region = np.zeros((256, 256), bool)
+    region[ys.min() + (ys.max() - ys.min()) // 2:] = True  # the lower half of the eyes and all below
+    gt_over_eyes = region.copy()
+    assert 0 < eye_overlap(region, FACE) < 1
+    assert eye_overlap(region, FACE, gt_over_eyes) == 0.0  # the fabric lies on those eye pixels
+    assert eye_overlap(region, FACE, np.zeros_like(region)) == eye_overlap(region, FACE)

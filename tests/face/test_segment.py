@@ -174,3 +174,20 @@ def test_faces_cut_by_the_frame_are_found_on_a_padded_retry(dev_data_dir):
     assert cov > 0.9 and over < 0.15
     with pytest.raises(NoFaceError, match="padded"):
         find_landmarks(np.full((200, 200, 3), 127, np.uint8))
+
+
+@pytest.mark.parametrize("pair", ["255", "297", "422", "449"])
+def test_region_spares_every_visible_eye_pixel(dev_data_dir, pair):
+    """The dev pairs whose region touches the clean photo's eyes: the pasted mask itself lies on
+    those eye pixels; the eye the mask leaves visible is never touched."""
+    from stylegan_unmask.evaluation.masks import eye_area, eye_overlap
+    from stylegan_unmask.face.landmarks import find_landmarks
+    from stylegan_unmask.images import load_image
+
+    folder = dev_data_dir / "paired" / "prajnasb" / pair
+    masked, clean = load_image(folder / "masked.jpg").pixels, load_image(folder / "clean.jpg").pixels
+    gt = load_image(folder / "gt_mask.png").pixels.max(axis=2) > 127
+    region = segment_face(masked, find_landmarks(masked).points).region
+    clean_points = find_landmarks(clean).points
+    assert (eye_area(clean_points, gt.shape) & gt).any(), "the pasted mask covers part of an eye"
+    assert not eye_overlap(region, clean_points, gt)
