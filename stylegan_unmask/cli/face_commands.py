@@ -46,10 +46,11 @@ def _margin_option(help_text):
               help="Write the photo's 68x2 landmarks (.npy) for reuse with --landmarks.")
 @click.option("--debug", "debug_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the photo with landmarks (yellow), FFHQ quad (green) and mask outline (red) drawn on it.")
-def align_command(photo, output, size, landmarks_file, box, face_index, backend, save_landmarks, debug_path):
+@click.option("--region", type=click.Choice(["segment", "landmarks"]), default="segment", show_default=True,
+              help="Which mask region --debug outlines (as `project --region`).")
+def align_command(photo, output, size, landmarks_file, box, face_index, backend, save_landmarks, debug_path, region):
     """Crop PHOTO to an FFHQ-aligned face, exactly like the FFHQ dataset."""
-    from ..face.frontend import align_photo, debug_overlay, parse_box
-    from ..face.mask import mask_from_landmarks
+    from ..face.frontend import align_photo, debug_overlay, face_region, parse_box
     from ..images import ensure_not_input, save_image
 
     protect = [photo, landmarks_file]
@@ -68,7 +69,7 @@ def align_command(photo, output, size, landmarks_file, box, face_index, backend,
         _atomic_npy(save_landmarks, points)
         click.echo(f"landmarks -> {save_landmarks}")
     if debug_path is not None:
-        mask = mask_from_landmarks(points, loaded.pixels.shape)
+        mask, _ = face_region(loaded.pixels, points, region)
         save_image(debug_path, debug_overlay(loaded.pixels, points, face.transform.quad, mask), protect=protect)
         click.echo(f"debug overlay -> {debug_path}")
 

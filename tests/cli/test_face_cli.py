@@ -189,3 +189,17 @@ def test_eval_masks_on_plain_folder(dev_data_dir, tmp_path):
     assert "failures (1)" in r.output and "blank.png" in r.output and "detection_rate MISSED" in r.output
     r = _run("eval-masks", tmp_path / "nothing-here")
     assert r.exit_code != 0
+
+
+def test_align_debug_outlines_the_region_the_pipeline_uses(dev_data_dir, tmp_path):
+    """--debug draws the segmented region by default and the landmark polygon with --region landmarks."""
+    masked = dev_data_dir / "real_masks" / "faceMask1_ttt_196_1_2" / "masked.jpg"
+    outlines = {}
+    for region in ("segment", "landmarks"):
+        dbg = tmp_path / f"{region}.png"
+        _ok(_run("align", masked, "-o", tmp_path / f"{region}_aligned.png", "--size", 64, "--debug", dbg,
+                 "--region", region))
+        px = np.asarray(Image.open(dbg).convert("RGB")).astype(int)
+        outlines[region] = (px[..., 0] > 200) & (px[..., 1] < 90) & (px[..., 2] < 90)  # the red outline
+    assert outlines["segment"].sum() > 20 and outlines["landmarks"].sum() > 20
+    assert (outlines["segment"] != outlines["landmarks"]).mean() > 0.005
