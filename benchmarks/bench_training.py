@@ -170,11 +170,13 @@ def main(argv=None) -> None:
         data = make_dataset(Path(tmp), args.resolution)
         g = {"channel_base": args.cbase, "channel_max": args.cmax, "batch": args.batch}
         settings = {
-            "as published: D input 224, separate fakes, NCHW": dict(g, d_input=224, share_fakes=False,
-                                                                    channels_last=False),
-            "+ D input 128": dict(g, d_input=128, share_fakes=False, channels_last=False),
-            "+ channels-last D": dict(g, d_input=128, share_fakes=False, channels_last=True),
-            "+ one fake batch for the D and G steps (default)": dict(g),
+            "as published: D input 224, separate fakes, NCHW, fp32": dict(g, d_input=224, share_fakes=False,
+                                                                          channels_last=False, precision="fp32"),
+            "+ D input 128": dict(g, d_input=128, share_fakes=False, channels_last=False, precision="fp32"),
+            "+ channels-last D": dict(g, d_input=128, share_fakes=False, channels_last=True, precision="fp32"),
+            "+ one fake batch for the D and G steps": dict(g, precision="fp32"),
+            "+ G in bf16, D in fp32 (mixed; default on CPUs with native bf16)": dict(g, precision="mixed"),
+            "  (everything in bf16, for comparison)": dict(g, precision="bf16"),
         }
         rows += time_iterations(data, settings, args.reps, args.warmup)
         if args.baseline_src:

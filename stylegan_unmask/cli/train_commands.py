@@ -81,8 +81,10 @@ def dataset_command(src, out, resolution, crop_scale, mirror, detector, min_face
               help="... fading to none over this many kimg (0 = no blur).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True, help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
-@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto", show_default=True,
-              help="Autocast: auto = fp16 on CUDA, fp32 on CPUs (bf16 hits slow grouped-conv kernels there).")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "mixed", "bf16", "fp16"]), default="auto",
+              show_default=True,
+              help="Autocast: mixed = G in bf16 (CPU) / fp16 (CUDA), D in fp32; auto = fp16 on CUDA, mixed on "
+                   "CPUs with native bf16, else fp32 (bf16 hits slow grouped-conv kernels in D).")
 @click.option("--snap-minutes", type=click.FloatRange(min=0.1), default=5.0, show_default=True,
               help="Write a snapshot this often (and on Ctrl-C / SIGTERM).")
 @click.option("--metrics-samples", type=click.IntRange(min=0), default=256, show_default=True,

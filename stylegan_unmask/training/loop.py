@@ -21,7 +21,7 @@ import signal
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
@@ -89,25 +89,41 @@ def resolve_device(name: str) -> torch.device:
     return dev
 
 
-def resolve_precision(name: str, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype, or None for fp32. ``auto``: fp16 on CUDA, fp32 on CPUs.
+def resolve_precision(name: str, device: torch.device) -> Tuple[Optional[torch.dtype], Optional[torch.dtype]]:
+    """(G's autocast dtype, D's autocast dtype), None meaning fp32.
 
-    On CPUs bf16 does not pay here: the discriminator's depthwise convolutions, the
-    generator's FIR filters and the DiffAugment/blur filters are grouped convolutions,
-    which PyTorch's CPU backend runs through a slow reference kernel in bf16
-    (docs/training.md has the measurements).
+    ``auto``: fp16 for both on CUDA; on CPUs ``mixed`` where the CPU has native bf16, else fp32.
+    ``mixed`` runs only G in reduced precision (bf16 on CPUs, fp16 on CUDA): on this torch build
+    the CPU backend runs grouped and depthwise convolutions - the EfficientNet, the separable
+    heads, DiffAugment and the blur - through a slow reference kernel in bf16, while G's dense
+    convolutions gain more than its FIR filters lose (docs/training.md has the measurements).
     """
-    if name == "fp32":
-        return None
+    half = torch.float16 if device.type == "cuda" else torch.bfloat16
     if name == "auto":
-        return torch.float16 if device.type == "cuda" else None
+        if device.type == "cuda":
+            return torch.float16, torch.float16
+        name = "mixed" if cpu_has_native_bf16() else "fp32"
+    if name == "fp32":
+        return None, None
+    if name == "mixed":
+        return half, None
     if name == "bf16":
-        return torch.bfloat16
+        return torch.bfloat16, torch.bfloat16
     if name == "fp16":
         if device.type != "cuda":
-            raise UnmaskError("--precision fp16 is for CUDA; on a CPU use bf16 or fp32")
-        return torch.float16
-    raise UnmaskError(f"unknown precision {name!r}; choose auto, fp32, bf16 or fp16")
+            raise UnmaskError("--precision fp16 is for CUDA; on a CPU use bf16, mixed or fp32")
+        return torch.float16, torch.float16
+    raise UnmaskError(f"unknown precision {name!r}; choose auto, fp32, mixed, bf16 or fp16")
+
+
+def _dtype_name(dtype: Optional[torch.dtype]) -> str:
+    return str(dtype).replace("torch.", "") if dtype else "float32"
+
+
+def cpu_has_native_bf16() -> bool:
+    """AVX-512 BF16 (or AMX): without it bf16 is emulated and slower than fp32."""
+    is_supported = getattr(torch.cpu, "_is_avx512_bf16_supported", None)
+    return bool(is_supported and is_supported())
 
 
 def build_generator(cfg: TrainConfig, resolution: int):
@@ -206,7 +222,7 @@ class Trainer:
             self.run_dir = state_path.parent
         self.cfg = cfg
         torch.manual_seed(cfg.seed + self.dist.rank)
-        self.dtype = resolve_precision(cfg.precision, self.device)
+        self.g_dtype, self.dtype = resolve_precision(cfg.precision, self.device)
         self.data: ImageDataset = load_dataset(cfg.data, limit=cfg.limit, progress=self.progress)
         res = self.data.resolution
         self.G = build_generator(cfg, res).to(self.device).train().requires_grad_(True)
@@ -217,7 +233,7 @@ class Trainer:
         # Lazy R1 (off by default, as in Projected GAN): the D moments are rescaled as in StyleGAN2.
         c = cfg.r1_interval / (cfg.r1_interval + 1) if cfg.r1_gamma > 0 else 1.0
         self.opt_D = torch.optim.Adam(self.D.trainable_parameters(), lr=cfg.dlr * c, betas=(0.0, 0.99 ** c), eps=1e-8)
-        self.scaler = torch.amp.GradScaler("cuda") if self.dtype == torch.float16 else None
+        self.scaler = torch.amp.GradScaler("cuda") if torch.float16 in (self.g_dtype, self.dtype) else None
         self.rng = torch.Generator().manual_seed(cfg.seed * 1000 + self.dist.rank)
         self.nimg = 0
         self.iteration = 0
@@ -239,10 +255,11 @@ class Trainer:
             self.run_dir = Path(holder[0])
 
     # ------------------------------------------------------------------ pieces
-    def _autocast(self):
-        if self.dtype is None:
+    def _autocast(self, dtype="D"):
+        dtype = self.dtype if dtype == "D" else dtype
+        if dtype is None:
             return torch.autocast(self.device.type, enabled=False)
-        return torch.autocast(self.device.type, dtype=self.dtype)
+        return torch.autocast(self.device.type, dtype=dtype)
 
     def _z(self, n):
         return torch.randn([n, self.cfg.z_dim], generator=self.rng).to(self.device)
@@ -277,7 +294,9 @@ class Trainer:
             if cutoff < G.num_ws:
                 ws2 = G.mapping(self._z(n), None, update_emas=False)
                 ws = torch.cat([ws[:, :cutoff], ws2[:, cutoff:]], dim=1)
-        return G.synthesis(ws, noise_mode="random", lean=self.cfg.lean)
+        with self._autocast(self.g_dtype):
+            img = G.synthesis(ws, noise_mode="random", lean=self.cfg.lean)
+        return img.to(self.dtype or torch.float32)
 
     def _step(self, loss, params, opt):
         if self.scaler is not None:
@@ -348,7 +367,7 @@ class Trainer:
                 "dataset": {"path": str(self.data.path), "images": len(self.data),
                             "crop_scale": self.data.crop_scale, "record": {k: v for k, v in self.data.record.items()
                                                                          if k != "files"}},
-                "precision": str(self.dtype).replace("torch.", "") if self.dtype else "float32",
+                "precision": _dtype_name(self.dtype), "g_precision": _dtype_name(self.g_dtype),
                 "device": str(self.device), "torch": torch.__version__}
 
     def save_snapshot(self, metrics: bool = True) -> Path:

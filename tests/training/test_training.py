@@ -253,3 +253,34 @@ def test_face_share_of_real_faces_and_noise(dataset32):
     assert face_share(ds.batch(torch.arange(len(ds)))) >= 0.9
     noise = torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
     assert face_share(noise) <= 0.2
+
+
+def test_precision_modes_name_what_runs_where():
+    from stylegan_unmask.training.loop import cpu_has_native_bf16, resolve_precision
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert resolve_precision("fp32", cpu) == (None, None)
+    assert resolve_precision("mixed", cpu) == (torch.bfloat16, None)
+    assert resolve_precision("mixed", cuda) == (torch.float16, None)
+    assert resolve_precision("bf16", cpu) == (torch.bfloat16, torch.bfloat16)
+    assert resolve_precision("auto", cuda) == (torch.float16, torch.float16)
+    assert resolve_precision("auto", cpu) == ((torch.bfloat16, None) if cpu_has_native_bf16() else (None, None))
+    with pytest.raises(UnmaskError, match="fp16 is for CUDA"):
+        resolve_precision("fp16", cpu)
+
+
+def test_mixed_precision_step_runs_g_in_bf16_and_d_in_fp32(dataset32, tmp_path, one_thread, monkeypatch):
+    """One training step with G under bf16 autocast: D sees fp32 images, the losses are finite."""
+    from stylegan_unmask.training.loop import Trainer
+
+    tr = Trainer(_cfg(dataset32, tmp_path, precision="mixed"), progress=False)
+    seen, g_autocast = [], []
+    features = tr.D.features
+    monkeypatch.setattr(tr.D, "features", lambda x: seen.append(x.dtype) or features(x))
+    tr.G.synthesis.register_forward_pre_hook(
+        lambda module, args: g_autocast.append((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"))))
+    stats = tr.train_step()
+    assert g_autocast == [(True, torch.bfloat16)]
+    assert seen and set(seen) == {torch.float32}
+    assert np.isfinite(stats["loss_D"]) and np.isfinite(stats["loss_G"])
+    assert tr.record()["g_precision"] == "bfloat16" and tr.record()["precision"] == "float32"
