@@ -27,6 +27,7 @@ def test_explore_notebook_executes(dev_data_dir, tmp_path, monkeypatch):
     monkeypatch.delenv("NETWORK", raising=False)  # the notebook's default: faces-64, shipped, no download
     monkeypatch.setenv("PHOTO", str(photo))
     monkeypatch.setenv("STEPS", "20")
+    monkeypatch.delenv("SAMPLES", raising=False)  # the notebook's default: 4 completions
     monkeypatch.setenv("PREVIEW_EVERY", "5")
     monkeypatch.setenv("DEVICE", "cpu")
     monkeypatch.setenv("OUTDIR", str(outdir))
@@ -54,5 +55,6 @@ def test_explore_notebook_executes(dev_data_dir, tmp_path, monkeypatch):
     previews = [m for m in state.values() if m.get("model_name") == "ImageModel"]
     labels = [m["state"].get("value", "") for m in state.values() if m.get("model_name") == "LabelModel"]
     assert previews and any(v.startswith("step 20/20") for v in labels)  # the live preview reached the last step
-    for name in ("unmasked.png", "comparison.png", "projected_w.npz"):
+    assert "4 completions in" in text  # section 4: the samples side by side
+    for name in ("unmasked.png", "comparison.png", "projected_w.npz", "unmasked_chosen.png", "projected_w_chosen.npz"):
         assert (outdir / name).is_file()

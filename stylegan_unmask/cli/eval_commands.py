@@ -43,6 +43,10 @@ from .. import DEFAULT_NETWORK
               show_default=True, help="Projection precision, as in `batch`.")
 @click.option("--compile", "compile_mode", type=click.Choice(["auto", "on", "off"]), default="auto",
               show_default=True, help="torch.compile the projection step, as in `batch`.")
+@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Ours: N completions per photo from N starts (as `project --samples`); reports the chosen one "
+                   "(lowest visible loss), the first start, the oracle best of N (needs the ground truth) and "
+                   "their spread.")
 @click.option("--bootstrap", "n_boot", type=click.IntRange(min=0), default=2000, show_default=True,
               help="Bootstrap resamples for the 95% intervals.")
 @click.option("--no-plots", is_flag=True, help="Skip the matplotlib distribution plots.")
@@ -50,7 +54,7 @@ from .. import DEFAULT_NETWORK
 def eval_unmask_command(folder: Path, network: str, steps: int, limit: Optional[int], methods: str,
                         outdir: Optional[Path], lambda_perceptual: float, init: str, seed: int, device: str,
                         batch_size: Optional[int], backend: str, region: str, margin: Optional[float], schedule: str,
-                        precision: str, compile_mode: str, n_boot: int, no_plots: bool, quiet: bool):
+                        precision: str, compile_mode: str, samples: int, n_boot: int, no_plots: bool, quiet: bool):
     """Measure unmasking against ground truth on a paired FOLDER (<id>/{masked.*, clean.*, gt_mask.png}).
 
     \b
@@ -62,6 +66,7 @@ def eval_unmask_command(folder: Path, network: str, steps: int, limit: Optional[
     Examples:
       stylegan-unmask eval-unmask ../shared/data/dev/paired --limit 30 --steps 300
       stylegan-unmask eval-unmask pairs/ --network net.pkl --methods ours,telea
+      stylegan-unmask eval-unmask ../shared/data/dev/paired --limit 6 --steps 150 --samples 4
     """
     from ..evaluation.run import run_eval
     from ..face.frontend import FaceOptions
@@ -77,7 +82,8 @@ def eval_unmask_command(folder: Path, network: str, steps: int, limit: Optional[
     result = run_eval(folder, outdir, config, FaceOptions(backend=backend, margin=margin, region=region),
                       network=network,
                       device=None if device == "auto" else device, methods=methods, limit=limit,
-                      batch_size=batch_size, n_boot=n_boot, progress=not quiet, plots=not no_plots)
+                      batch_size=batch_size, n_boot=n_boot, progress=not quiet, plots=not no_plots,
+                      samples=samples)
     c = result.counts
     click.echo(f"{c.get('ok', 0)} photos evaluated, {c.get('skipped', 0)} reused, {c.get('failed', 0)} failed")
     for key, err in result.failures:

@@ -3,7 +3,8 @@
 Every cell shows the picture and its figures; a select box sorts the rows by
 any (method, figure), in the browser (a few lines of inline JavaScript, no
 external files). Names are HTML-escaped and links relative, so the folder can
-be moved or served as is.
+be moved or served as is. With ``--samples`` ours' cell also shows its
+completions, the first start's and the oracle's LPIPS_m and the spread.
 """
 from __future__ import annotations
 
@@ -60,6 +61,32 @@ def _fmt(name: str, v) -> str:
 
 _SHORT = {"lpips_mask": "LPIPS_m", "psnr_mask": "PSNR_m", "ssim_mask": "SSIM_m", "psnr_full": "PSNR",
           "ssim_full": "SSIM", "identity_distance": "ID", "identity_same": "same", "face_found": "face"}
+#: With --samples: the extra figures shown and sortable on a row that has them (column, label, format as).
+_SAMPLE_FIGURES = (("lpips_mask_first", "LPIPS_m of the first start", "lpips_mask"),
+                   ("lpips_mask_oracle", "LPIPS_m of the oracle (best by the ground truth)", "lpips_mask"),
+                   ("spread", "spread (mean pairwise LPIPS_m)", "lpips_mask"))
+
+
+def _figure_names(rows: Sequence[Mapping[str, object]]) -> Dict[str, list]:
+    """method -> the figures its rows carry: every metric, and the sample figures where a row has them."""
+    out: Dict[str, list] = {}
+    for r in rows:
+        names = out.setdefault(str(r["method"]), list(METRIC_NAMES))
+        if r.get("samples") not in (None, "") and _SAMPLE_FIGURES[0][0] not in names:
+            names += [f for f, _, _ in _SAMPLE_FIGURES]
+    return out
+
+
+def _sample_lines(r: Mapping[str, object]) -> list:
+    """The sample figures of a row, as lines under its figures (none without --samples)."""
+    if r.get("samples") in (None, ""):
+        return []
+    oracle = value_of(r.get("oracle_sample"))
+    return [f"{'samples':<8}{r.get('samples')}",
+            f"{'first':<8}{_fmt('lpips_mask', r.get('lpips_mask_first'))}",
+            f"{'oracle':<8}{_fmt('lpips_mask', r.get('lpips_mask_oracle'))}"
+            + ("" if oracle is None else f" (start {oracle:.0f})"),
+            f"{'spread':<8}{_fmt('lpips_mask', r.get('spread'))}"]
 
 
 def render_eval_html(rows: Sequence[Mapping[str, object]], methods: Sequence[str], pairs: Sequence[object],
@@ -70,10 +97,12 @@ def render_eval_html(rows: Sequence[Mapping[str, object]], methods: Sequence[str
     for r in rows:
         by.setdefault(str(r["id"]), {})[str(r["method"])] = r
     shown = [m for m in methods if m != "none"]  # the masked photo has its own column
+    carried = _figure_names(rows)
+    labels = {**{n: METRIC_INFO[n].label for n in METRIC_NAMES}, **{f: lab for f, lab, _ in _SAMPLE_FIGURES}}
     opts = ["<option value='key'>photo id</option>"]
     for m in methods:
-        for name in METRIC_NAMES:
-            opts.append(f"<option value='{esc(m)}-{name}'>{esc(_label(m))}: {esc(METRIC_INFO[name].label)}</option>")
+        for name in carried.get(m, METRIC_NAMES):
+            opts.append(f"<option value='{esc(m)}-{name}'>{esc(_label(m))}: {esc(labels[name])}</option>")
     counts = {s: sum(v == s for v in status_by_key.values()) for s in ("ok", "skipped", "failed")}
     out = ["<!DOCTYPE html>", "<html><head><meta charset='utf-8'><title>stylegan-unmask evaluation</title>",
            f"<style>{_CSS}</style><script>{_JS}</script></head><body>",
@@ -109,7 +138,7 @@ def render_eval_html(rows: Sequence[Mapping[str, object]], methods: Sequence[str
         status = status_by_key.get(key, "pending")
         attrs = [f"data-key='{esc(key, quote=True)}'"]
         for m, r in got.items():
-            for name in METRIC_NAMES:
+            for name in carried.get(m, METRIC_NAMES):
                 v = value_of(r.get(name)) if r.get("status") == "ok" else None
                 if v is not None:
                     attrs.append(f"data-{esc(m)}-{name}='{v:.6g}'")
@@ -135,7 +164,10 @@ def render_eval_html(rows: Sequence[Mapping[str, object]], methods: Sequence[str
             s = value_of(r.get("seconds"))
             if s is not None:
                 lines.append(f"{'seconds':<8}{s:.2f}")
-            return "<div class='m'>" + esc("\n".join(lines)) + "</div>"
+            strip = f"thumb_{m}_samples.jpg"
+            pic = (f"<a href='{_href(key + '/' + strip)}'><img src='{_href(key + '/' + strip)}' width='320' "
+                   f"alt='completions'></a>") if r.get("samples") not in (None, "") else ""
+            return "<div class='m'>" + esc("\n".join(lines + _sample_lines(r))) + "</div>" + pic
 
         ok_any = any(r.get("status") == "ok" for r in got.values())
         cells.append("<td>" + (picture("thumb_masked.jpg", "none.png" if "none" in got else None) if ok_any else "")

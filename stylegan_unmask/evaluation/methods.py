@@ -26,7 +26,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Type, Union
 import numpy as np
 
 from ..errors import UnmaskError
-from ..pipeline import finish_face, network_source, project_faces, run_settings
+from ..pipeline import finish_samples, network_source, project_faces, run_settings
 
 
 @dataclass
@@ -40,10 +40,21 @@ class FillInput:
 
 
 @dataclass
+class Completion:
+    """One of several fills a method proposes for a photo (``ours`` with ``--samples``)."""
+
+    image: np.ndarray  # HxWx3 uint8, like FillOutput.image
+    sample: int  # which start it was optimised from (0: the usual one, that of a single projection)
+    final_loss: float  # the loss on the visible face, what ranks the completions
+
+
+@dataclass
 class FillOutput:
     image: np.ndarray  # HxWx3 uint8, the photo with the region filled
     seconds: float
     info: Dict[str, object] = field(default_factory=dict)
+    # With several completions: all of them, best first by visible loss; ``image`` is the first one's.
+    completions: List[Completion] = field(default_factory=list)
 
 
 @dataclass
@@ -55,6 +66,7 @@ class MethodContext:
     device: object = None
     feather_px: Optional[float] = None
     inpaint_radius: float = 3.0
+    samples: int = 1  # ours: completions per photo, from as many starts (project --samples)
 
 
 class FillMethod:
@@ -154,7 +166,8 @@ class OursFill(FillMethod):
 
     def settings(self) -> Dict[str, object]:
         c = self.context
-        return run_settings(network_source(c.G), c.config, feather_px=c.feather_px)
+        extra = {"samples": int(c.samples)} if c.samples > 1 else {}
+        return run_settings(network_source(c.G), c.config, feather_px=c.feather_px, **extra)
 
     def fill_batch(self, items: Sequence[FillInput]) -> List[Union[FillOutput, Exception]]:
         c = self.context
@@ -163,26 +176,32 @@ class OursFill(FillMethod):
         faces = [it.face for it in items]
         t0 = time.perf_counter()
         try:
-            projections, _ = project_faces(c.G, faces, c.config, device=c.device, progress=False)
+            projections, _ = project_faces(c.G, faces, c.config, device=c.device, progress=False,
+                                           samples=c.samples)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # noqa: BLE001
             return [exc for _ in items]
         share = (time.perf_counter() - t0) / len(items)
         out: List[Union[FillOutput, Exception]] = []
-        for item, face, proj in zip(items, faces, projections):
+        k = int(c.samples)
+        for j, (item, face) in enumerate(zip(items, faces)):
             t1 = time.perf_counter()
             try:
-                res = finish_face(face, proj, settings=self.settings(), source=network_source(c.G),
-                                  feather_px=c.feather_px)
+                res = finish_samples(face, projections[j * k:(j + 1) * k], settings=self.settings(),
+                                     source=network_source(c.G), feather_px=c.feather_px)
                 image = _check_output(res.unmasked, item, self.name)
+                completions = [Completion(_check_output(r.unmasked, item, self.name), int(r.projection.sample),
+                                          float(r.projection.final_loss)) for r in res.completions]
             except (KeyboardInterrupt, SystemExit):
                 raise
             except Exception as exc:  # noqa: BLE001
                 out.append(exc)
                 continue
+            proj = res.projection
             out.append(FillOutput(image, share + time.perf_counter() - t1,
-                                  {"final_loss": float(proj.final_loss), "psnr_visible": float(proj.psnr)}))
+                                  {"final_loss": float(proj.final_loss), "psnr_visible": float(proj.psnr)},
+                                  completions))
         return out
 
 

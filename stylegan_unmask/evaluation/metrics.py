@@ -169,6 +169,15 @@ class LPIPSScorer:
             d = self.model(tensor(crops), tensor([ref] * len(crops)))
         return [float(v) for v in d.cpu()]
 
+    def pairwise(self, results: Sequence[np.ndarray], clean: np.ndarray, gt: np.ndarray) -> List[float]:
+        """LPIPS between every two results, both composited into the clean photo inside gt (as ``__call__``):
+        how much they differ where the photo does not decide. Pairs in ``itertools.combinations`` order."""
+        out: List[float] = []
+        for i in range(len(results) - 1):
+            reference = np.where(gt[:, :, None], results[i], clean)
+            out += self(results[i + 1:], reference, gt)
+        return out
+
 
 # ----------------------------------------------------------------------------- identity
 
@@ -252,17 +261,29 @@ class Scorer:
               clean_face: FaceInResult, near_box=None) -> List[Dict[str, object]]:
         """One dict of figures per result (same order). ``near_box``: where the face is (the clean face's box)."""
         lp = self.lpips(results, clean, gt)
-        rows = []
-        for r, lpips_value in zip(results, lp):
-            full, _ = ssim_map(r, clean)
-            row: Dict[str, object] = {
-                "lpips_mask": lpips_value, "psnr_mask": psnr(r, clean, gt), "ssim_mask": ssim_in_mask(r, clean, gt),
-                "psnr_full": psnr(r, clean), "ssim_full": full,
-            }
-            if self.identity is not None:
-                box = clean_face.box if clean_face.box is not None else near_box
-                row.update(identity_figures(self.identity.find(r, box), clean_face))
-            else:
-                row.update({"face_found": None, "identity_distance": None, "identity_same": None})
-            rows.append(row)
-        return rows
+        return [self._whole(r, clean, clean_face, near_box, self._in_mask(r, clean, gt, v)) for r, v in zip(results, lp)]
+
+    def score_samples(self, results: Sequence[np.ndarray], clean: np.ndarray, gt: np.ndarray,
+                      clean_face: FaceInResult, near_box=None, full: Sequence[int] = (0,)):
+        """Figures of several completions of one photo, from one LPIPS call so they compare exactly:
+        (the in-mask figures of each, every figure of those indexed by ``full``, their pairwise in-mask LPIPS)."""
+        lp = self.lpips(results, clean, gt)
+        in_mask = [self._in_mask(r, clean, gt, v) for r, v in zip(results, lp)]
+        whole = {i: self._whole(results[i], clean, clean_face, near_box, dict(in_mask[i])) for i in set(full)}
+        return in_mask, whole, self.lpips.pairwise(results, clean, gt)
+
+    @staticmethod
+    def _in_mask(r: np.ndarray, clean: np.ndarray, gt: np.ndarray, lpips_value: float) -> Dict[str, object]:
+        return {"lpips_mask": lpips_value, "psnr_mask": psnr(r, clean, gt), "ssim_mask": ssim_in_mask(r, clean, gt)}
+
+    def _whole(self, r: np.ndarray, clean: np.ndarray, clean_face: FaceInResult, near_box,
+               row: Dict[str, object]) -> Dict[str, object]:
+        """``row`` (the in-mask figures) with the whole-photo and identity figures added."""
+        full, _ = ssim_map(r, clean)
+        row.update({"psnr_full": psnr(r, clean), "ssim_full": full})
+        if self.identity is not None:
+            box = clean_face.box if clean_face.box is not None else near_box
+            row.update(identity_figures(self.identity.find(r, box), clean_face))
+        else:
+            row.update({"face_found": None, "identity_distance": None, "identity_same": None})
+        return row

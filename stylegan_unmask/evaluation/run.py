@@ -9,7 +9,7 @@ Per photo (``data.Pair``):
    ``face.blend.paste_back`` treats as the region), so methods differ only in the fill;
 3. each method fills the region (``methods``); photos are processed in chunks
    of ``batch_size`` and ``ours`` optimises a chunk in one projector call, as
-   ``batch`` does;
+   ``batch`` does (with ``samples`` N > 1, N starts per photo: ``samples.py``);
 4. figures of every result against the clean photo (``metrics.Scorer``),
    from the exact uint8 pixels written to ``OUT/<key>/<method>.png``;
 5. ``OUT/<key>/eval.json`` is written last: it is the done marker. A rerun
@@ -50,8 +50,9 @@ from ..runtime.device import module_device, resolve_device
 from .data import LoadedPair, Pair, find_pairs, load_pair
 from .html import render_eval_html
 from .methods import FillInput, FillOutput, MethodContext, build_methods, parse_methods
-from .metrics import LPIPS_CROP, METRIC_NAMES, METRICS_VERSION, Scorer
+from .metrics import LPIPS_CROP, METRIC_NAMES, METRICS_VERSION, FaceInResult, Scorer
 from .plots import write_plots
+from .samples import SAMPLE_FIELDS, completions_picture, format_samples_table, score_completions, summarize_samples
 from .stats import DEFAULT_BOOTSTRAP, SUMMARY_FIELDS, MetricSummary, format_table, summarize, summary_rows
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -105,12 +106,12 @@ def _csv_value(v) -> str:
     return str(v)
 
 
-def write_metrics_csv(path: Path, rows: Sequence[Dict[str, object]]) -> Path:
+def write_metrics_csv(path: Path, rows: Sequence[Dict[str, object]], fields: Sequence[str] = ROW_FIELDS) -> Path:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=ROW_FIELDS, lineterminator="\n", extrasaction="ignore")
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n", extrasaction="ignore")
     w.writeheader()
     for r in rows:
-        w.writerow({k: _csv_value(r.get(k)) for k in ROW_FIELDS})
+        w.writerow({k: _csv_value(r.get(k)) for k in fields})
     return atomic_write_text(path, buf.getvalue())
 
 
@@ -157,17 +158,20 @@ def run_eval(folder: PathLike, outdir: PathLike, config: Optional[ProjectionConf
              face: Optional[FaceOptions] = None, *, network: Optional[PathLike] = DEFAULT_NETWORK, G=None,
              device=None, methods: Union[str, Sequence[str]] = DEFAULT_METHODS, limit: Optional[int] = None,
              batch_size: Optional[int] = None, feather_px: Optional[float] = None, n_boot: int = DEFAULT_BOOTSTRAP,
-             progress: bool = True, plots: bool = True, echo=None) -> EvalResult:
+             progress: bool = True, plots: bool = True, echo=None, samples: int = 1) -> EvalResult:
     """Evaluate ``methods`` on the pairs below ``folder``; outputs in ``outdir`` (see the module docstring).
 
     ``config``: how 'ours' projects (as for ``unmask``); ``face``: the front end's
     landmark ``backend`` and mask ``margin`` (as ``--backend/--margin``).
     ``limit``: the first K pairs in sorted key order. ``echo(line)`` receives
     failure lines as they happen (default: tqdm's write to stderr).
+    ``samples`` N > 1: ours projects N starts per photo; its row is the
+    completion with the lowest visible loss and reports the first start, the
+    oracle best of N and the spread too (``evaluation/samples.py``).
     """
     return EvalRun(folder, outdir, config, face, network=network, G=G, device=device, methods=methods, limit=limit,
                    batch_size=batch_size, feather_px=feather_px, n_boot=n_boot, progress=progress, plots=plots,
-                   echo=echo).run()
+                   echo=echo, samples=samples).run()
 
 
 class EvalRun:
@@ -177,9 +181,16 @@ class EvalRun:
                  face: Optional[FaceOptions] = None, *, network: Optional[PathLike] = DEFAULT_NETWORK, G=None,
                  device=None, methods: Union[str, Sequence[str]] = DEFAULT_METHODS, limit: Optional[int] = None,
                  batch_size: Optional[int] = None, feather_px: Optional[float] = None,
-                 n_boot: int = DEFAULT_BOOTSTRAP, progress: bool = True, plots: bool = True, echo=None):
+                 n_boot: int = DEFAULT_BOOTSTRAP, progress: bool = True, plots: bool = True, echo=None,
+                 samples: int = 1):
         self.folder, self.outdir = Path(folder), Path(outdir)
         self.names = parse_methods(methods)
+        if int(samples) != samples or samples < 1:
+            raise UnmaskError(f"--samples {samples}: must be a whole number, at least 1")
+        if samples > 1 and "ours" not in self.names:
+            raise UnmaskError("--samples: several completions are ours' (add 'ours' to --methods)")
+        self.samples = int(samples)
+        self.fields = ROW_FIELDS + (SAMPLE_FIELDS if self.samples > 1 else ())
         if self.outdir.exists() and not self.outdir.is_dir():
             raise UnmaskError(f"{self.outdir}: exists and is not a folder")
         self.pairs = find_pairs(self.folder)
@@ -200,7 +211,7 @@ class EvalRun:
         self.face = face if face is not None else FaceOptions()
         self.crop_scale = network_crop_scale(G) if G is not None else 1.0
         self.fillers = {m.name: m for m in build_methods(self.names, MethodContext(
-            G=G, config=self.config, device=self.device, feather_px=feather_px))}
+            G=G, config=self.config, device=self.device, feather_px=feather_px, samples=self.samples))}
         self.method_settings = {n: jsonable(self.fillers[n].settings()) for n in self.names}
         self.shared = jsonable({"metrics_version": METRICS_VERSION, "backend": self.face.backend,
                                 "margin": self.face.margin, "region": self.face.region, "work_resolution": self.resolution,
@@ -213,7 +224,8 @@ class EvalRun:
             "seed": requested.seed, "schedule": getattr(self.config, "schedule", "-"),
             "precision": getattr(self.config, "precision", "-"), "device": str(self.device),
             "batch_size": self.batch_size, "methods": ",".join(self.names), "backend": self.face.backend,
-            "margin": "default" if self.face.margin is None else self.face.margin, "region": self.face.region}
+            "margin": "default" if self.face.margin is None else self.face.margin, "region": self.face.region,
+            **({"samples": self.samples} if self.samples > 1 else {})}
         self.rows_by_key: Dict[str, Dict[str, Dict[str, object]]] = {}
         self.status_by_key: Dict[str, str] = {}
         self.failures: List[Tuple[str, str]] = []
@@ -236,8 +248,11 @@ class EvalRun:
         # 2. The summary: figures per method, the table, the plots.
         rows = self._all_rows()
         summaries = summarize(rows, self.names, n_boot=self.n_boot)
-        summary_csv = write_summary_csv(self.outdir / "summary.csv", summaries)
         self.summary_text = format_table(summaries, self.names)
+        if self.samples > 1:  # the first start, the chosen and the oracle completion, the spread
+            summaries += summarize_samples(rows, n_boot=self.n_boot)
+            self.summary_text += "\n\n" + format_samples_table(summaries, self.samples)
+        summary_csv = write_summary_csv(self.outdir / "summary.csv", summaries)
         if self.plots:
             try:
                 self.plot_paths[:] = [p.relative_to(self.outdir).as_posix()
@@ -334,6 +349,7 @@ class EvalRun:
         protect = [pair.masked, pair.clean, pair.gt_mask]
         entries = dict((photo.marker or {}).get("methods") or {})  # results of other methods are kept
         ok = [n for n in photo.todo if isinstance(outputs.get((pair.key, n)), FillOutput)]
+        plain = [n for n in ok if not outputs[(pair.key, n)].completions]
         for n in photo.todo:
             r = outputs.get((pair.key, n))
             if not isinstance(r, FillOutput):
@@ -345,20 +361,38 @@ class EvalRun:
             return
         t0 = time.perf_counter()
         clean_face = self.scorer.reference_face(loaded.clean, item.face.landmarks.box)
-        figures = self.scorer.score([outputs[(pair.key, n)].image for n in ok], loaded.clean, loaded.gt,
-                                    clean_face, near_box=item.face.landmarks.box)
+        figures = dict(zip(plain, self.scorer.score([outputs[(pair.key, n)].image for n in plain], loaded.clean,
+                                                    loaded.gt, clean_face, near_box=item.face.landmarks.box)))
+        info = {n: outputs[(pair.key, n)].info for n in ok}
+        for n in ok:
+            if n not in plain:  # several completions: the chosen one's figures, the first's, the oracle's
+                figures[n], info[n] = self._score_completions(photo, n, outputs[(pair.key, n)], clean_face)
         metric_s = (time.perf_counter() - t0) / len(ok)
         for name, pixels in _thumbs(loaded, item).items():
             save_image(odir / name, pixels, protect=protect)
-        for n, fig in zip(ok, figures):
-            out = outputs[(pair.key, n)]
+        for n in ok:
+            out, fig = outputs[(pair.key, n)], figures[n]
             save_image(odir / f"{n}.png", out.image, protect=protect)
             save_image(odir / f"thumb_{n}.jpg", thumbnail(out.image, THUMB_SIDE), protect=protect, quality=88)
             row = _row(pair.key, n, "ok", "", pair.flagged, seconds=out.seconds, prep_seconds=photo.prep_seconds,
                        metric_seconds=metric_s, image=f"{pair.key}/{n}.png", **fig)
             rows[n] = row
-            entries[n] = {"settings": self.method_settings[n], "row": jsonable(row), "info": out.info}
+            entries[n] = {"settings": self.method_settings[n], "row": jsonable(row), "info": info[n]}
         write_marker(odir / MARKER, key=pair.key, shared=self.shared, inputs=_fingerprint(pair), methods=entries)
+
+    def _score_completions(self, photo: _Photo, name: str, out: FillOutput,
+                           clean_face: FaceInResult) -> Tuple[Dict[str, object], Dict[str, object]]:
+        """Every completion scored and saved (``<name>_<rank>.png``, a picture for the page); (row figures, info)."""
+        loaded, item, odir = photo.loaded, photo.item, self.outdir / photo.pair.key
+        protect = [photo.pair.masked, photo.pair.clean, photo.pair.gt_mask]
+        figures, records = score_completions(self.scorer, out.completions, loaded.clean, loaded.gt, clean_face,
+                                             near_box=item.face.landmarks.box)
+        for rec, c in zip(records, out.completions):
+            rec["file"] = f"{name}_{rec['rank']}.png"
+            save_image(odir / rec["file"], c.image, protect=protect)
+        picture = completions_picture(item.photo, loaded.clean, loaded.gt, out.completions, figures, records)
+        save_image(odir / f"thumb_{name}_samples.jpg", picture, protect=protect, quality=88)
+        return figures, {**out.info, "samples": records}
 
     # ------------------------------------------------------------------ reporting
 
@@ -391,7 +425,7 @@ class EvalRun:
 
     def _write_reports(self) -> None:
         rows = self._all_rows()
-        write_metrics_csv(self.outdir / "metrics.csv", rows)
+        write_metrics_csv(self.outdir / "metrics.csv", rows, self.fields)
         html = render_eval_html(rows, self.names, self.pairs, self.status_by_key, self.report_settings,
                                 plots=self.plot_paths, summary_text=self.summary_text)
         atomic_write_text(self.outdir / "index.html", html)

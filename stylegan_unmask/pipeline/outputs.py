@@ -16,12 +16,15 @@ from .chain import UnmaskResult
 from .pictures import comparison_grid, mask_overlay
 from .video import write_video
 
-__all__ = ["OUTPUT_FILES", "comparison_image", "completions_image", "latent_archive", "save_outputs"]
+__all__ = ["OUTPUT_FILES", "CHOSEN_FILES", "comparison_image", "completions_image", "latent_archive", "save_outputs",
+           "pick_completion", "save_chosen"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 #: Files ``save_outputs`` always writes (``projection.mp4``/``.gif`` too with a video).
 OUTPUT_FILES = ("unmasked.png", "aligned.png", "mask.png", "projection.png", "comparison.png", "projected_w.npz")
+#: What ``save_chosen`` writes: the completion the user picked, as unmasked.png and projected_w.npz are written.
+CHOSEN_FILES = ("unmasked_chosen.png", "projected_w_chosen.npz")
 
 
 def comparison_image(result: UnmaskResult, panel_size: Optional[int] = None) -> np.ndarray:
@@ -55,9 +58,9 @@ def completions_record(result: UnmaskResult) -> dict:
                             for k, c in enumerate(result.completions, 1)]}
 
 
-def latent_archive(result: UnmaskResult) -> bytes:
+def latent_archive(result: UnmaskResult, **meta_extra) -> bytes:
     """``projected_w.npz`` bytes: ``w`` [K, num_ws, w_dim] (NVIDIA's layout; K = 1, or the completions best
-    first), ``noise_<i>``, ``meta_json``."""
+    first), ``noise_<i>``, ``meta_json`` (with ``meta_extra`` added)."""
     proj = result.projection
     results = [c.projection for c in result.completions] or [proj]
     arrays = {"w": np.stack([p.w_plus.detach().cpu().numpy().astype(np.float32) for p in results])}
@@ -83,6 +86,7 @@ def latent_archive(result: UnmaskResult) -> bytes:
         "render_hint": ("stylegan-unmask generate --ws renders this latent with the network's const noise "
                         "(add --force-fp32 when force_fp32 is true); that equals projection.png when "
                         "noise_source is 'const'"),
+        **meta_extra,
     }
     arrays["meta_json"] = np.array(json.dumps(meta, sort_keys=True))
     buf = io.BytesIO()
@@ -100,9 +104,7 @@ def save_outputs(result: UnmaskResult, outdir: PathLike, *, protect: Iterable[Op
     """
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
-    inputs = [result.original.path, *protect]
-    if result.mask_source not in ("landmarks",):
-        inputs.append(result.mask_source)
+    inputs = _inputs(result, protect)
     written: Dict[str, Path] = {}
 
     def img(name: str, pixels, like=None):
@@ -128,4 +130,42 @@ def save_outputs(result: UnmaskResult, outdir: PathLike, *, protect: Iterable[Op
         if not result.frames:
             raise UnmaskError("no video frames were recorded: run with record_video=True (--save-video)")
         written["video"] = write_video(result.frames, out / "projection.mp4", protect=inputs)
+    return written
+
+
+def _inputs(result: UnmaskResult, protect: Iterable[Optional[PathLike]]) -> list:
+    """The files no output may replace: the photo, a given mask, and ``protect``."""
+    inputs = [result.original.path, *protect]
+    if result.mask_source not in ("landmarks",):
+        inputs.append(result.mask_source)
+    return inputs
+
+
+def pick_completion(result: UnmaskResult, rank: int) -> UnmaskResult:
+    """Completion ``rank`` of a ``samples`` result, numbered as in completions.png (1 = lowest visible loss);
+    a single projection is its own rank 1."""
+    completions = result.completions or [result]
+    if int(rank) != rank or not 1 <= rank <= len(completions):
+        raise UnmaskError(f"completion #{rank}: choose 1..{len(completions)}")
+    return completions[int(rank) - 1]
+
+
+def save_chosen(result: UnmaskResult, rank: int, outdir: PathLike, *,
+                protect: Iterable[Optional[PathLike]] = ()) -> Dict[str, Path]:
+    """Write the completion the user picked (see :func:`pick_completion`) beside the other outputs, under names of
+    its own (:data:`CHOSEN_FILES`), so the ranked files stay as written; never over an input. Returns name -> path.
+
+    The user's eye may prefer another completion than the visible loss does: under the mask the photo does not
+    decide, so the pick is a choice among plausible faces, recorded with its rank and start in the latent file.
+    """
+    chosen = pick_completion(result, rank)
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = _inputs(result, protect)
+    written = {"unmasked_chosen.png": save_image(out / "unmasked_chosen.png", chosen.unmasked, like=result.original,
+                                                 protect=inputs)}
+    npz = out / "projected_w_chosen.npz"
+    ensure_not_input(npz, inputs)
+    archive = latent_archive(chosen, chosen_rank=int(rank), chosen_sample=int(chosen.projection.sample))
+    written["projected_w_chosen.npz"] = atomic_write_bytes(npz, archive)
     return written

@@ -93,6 +93,49 @@ def test_lpips_in_mask_sees_only_the_ground_truth_region(lpips_scorer):
     assert d[2] > 0.05
 
 
+def test_pairwise_lpips_compares_completions_only_inside_the_ground_truth(lpips_scorer):
+    clean, noise = _images(96, 96)
+    clean = cv2.GaussianBlur(clean, (0, 0), 3)
+    gt = np.zeros((96, 96), bool)
+    gt[40:70, 30:70] = True
+    a = np.where(gt[:, :, None], noise, clean)
+    b = np.where(gt[:, :, None], 255 - noise, noise)  # differs from a outside gt too: must not count
+    same_inside = np.where(gt[:, :, None], noise, 255 - clean)
+    d = lpips_scorer.pairwise([a, b, same_inside], clean, gt)
+    assert len(d) == 3  # (a, b), (a, same_inside), (b, same_inside)
+    assert d[1] == pytest.approx(0.0, abs=1e-6) and d[0] > 0.05
+    assert d[0] == pytest.approx(lpips_scorer([b], a, gt)[0], abs=1e-6)
+    assert lpips_scorer.pairwise([a], clean, gt) == []
+
+
+def test_completions_are_scored_chosen_first_start_and_oracle():
+    from stylegan_unmask.errors import WeightsMissingError
+    from stylegan_unmask.evaluation.methods import Completion
+    from stylegan_unmask.evaluation.samples import score_completions
+
+    pytest.importorskip("torch")
+    try:
+        scorer = M.Scorer("cpu", identity=False)
+    except WeightsMissingError as exc:
+        pytest.skip(f"LPIPS weights unavailable: {exc}")
+    clean, noise = _images(96, 96)
+    clean = cv2.GaussianBlur(clean, (0, 0), 3)
+    gt = np.zeros((96, 96), bool)
+    gt[40:70, 30:70] = True
+    fills = [np.where(gt[:, :, None], img, clean) for img in (noise, 255 - noise, clean)]
+    # ranked by visible loss: start 2, start 0, start 1 (the exact fill, the oracle)
+    completions = [Completion(fills[0], 2, 0.1), Completion(fills[1], 0, 0.2), Completion(fills[2], 1, 0.3)]
+    row, records = score_completions(scorer, completions, clean, gt, M.FaceInResult(False))
+    assert (row["samples"], row["chosen_sample"], row["oracle_sample"]) == (3, 2, 1)
+    assert row["lpips_mask"] == records[0]["lpips_mask"] and row["psnr_full"] is not None
+    assert row["lpips_mask_first"] == records[1]["lpips_mask"] and row["psnr_mask_first"] == records[1]["psnr_mask"]
+    assert row["lpips_mask_oracle"] == pytest.approx(0.0, abs=1e-6) and row["psnr_mask_oracle"] == M.PSNR_CAP
+    assert row["oracle_beats_first"] is True
+    assert row["chosen_beats_first"] is (records[0]["lpips_mask"] < records[1]["lpips_mask"])
+    assert row["spread"] == pytest.approx(np.mean(scorer.lpips.pairwise(fills, clean, gt)))
+    assert [r["rank"] for r in records] == [1, 2, 3] and [r["sample"] for r in records] == [2, 0, 1]
+
+
 def test_identity_figures_and_shares():
     a = np.zeros(128)
     b = np.zeros(128)
@@ -152,6 +195,20 @@ def test_format_table_lists_every_method_and_the_win_rows():
     assert "better than" in text
     md = S.format_table(S.summarize(rows, names, n_boot=100), names, markdown=True)
     assert md.count("| ours |") == 2 and "| telea |" in md
+
+
+def test_samples_table_sets_first_chosen_and_oracle_side_by_side():
+    from stylegan_unmask.evaluation.samples import format_samples_table, summarize_samples
+
+    rows = [{"id": f"p{i}", "method": "ours", "status": "ok", "lpips_mask": c, "lpips_mask_first": f,
+             "lpips_mask_oracle": o, "spread": 0.1, "oracle_beats_first": o < f, "chosen_beats_first": c < f}
+            for i, (c, f, o) in enumerate([(0.3, 0.35, 0.25), (0.2, 0.2, 0.2), (0.4, 0.3, 0.3)])]
+    summaries = S.summarize(rows, ["ours"], n_boot=50) + summarize_samples(rows, n_boot=50)
+    text = format_samples_table(summaries, 4)
+    assert "oracle (best of 4 by LPIPS_m; needs the ground truth)" in text and "first start" in text
+    assert "chosen on 33% of 3 photos, oracle on 33% of 3" in text
+    lines = {line.split("(")[0].strip(): line for line in text.splitlines()}
+    assert "0.250" in lines["oracle"] and "0.300" in lines["first start"] and "0.100" in lines["spread"]
 
 
 # ----------------------------------------------------------------------------- methods

@@ -103,6 +103,18 @@ def test_every_method_has_every_metric_and_bad_pairs_are_reported(evaluated):
     assert "median" in text and "ours" in text and "better than" in text
 
 
+def test_without_samples_the_columns_and_pages_are_the_usual_ones(evaluated):
+    from stylegan_unmask.evaluation.run import ROW_FIELDS
+
+    out, text = evaluated
+    with open(out / "metrics.csv", newline="") as f:
+        assert next(csv.reader(f)) == list(ROW_FIELDS)
+    assert "oracle" not in text and "spread" not in text
+    page = (out / "index.html").read_text()
+    assert "_samples.jpg" not in page and "<th>samples</th>" not in page
+    assert not list(out.rglob("ours_1.png"))
+
+
 def test_psnr_in_gt_mask_recomputed_from_the_saved_images_matches_the_csv(evaluated, paired):
     out, _ = evaluated
     for r in _rows(out):
