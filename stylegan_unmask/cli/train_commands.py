@@ -120,19 +120,32 @@ def train_command(data, outdir, resume, kimg, batch, glr, dlr, r1_gamma, channel
         click.echo(f"last snapshot: {last}")
 
 
+def _psi_list(ctx, param, value: str):
+    try:
+        psis = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give one psi or a comma-separated list, e.g. 0.5,0.7,1.0")
+    if not psis:
+        raise click.BadParameter("give at least one psi")
+    return psis
+
+
 @click.command("metrics")
 @click.option("--network", required=True, metavar="NAME|PT|PKL", help="Generator to score.")
 @click.option("--data", required=True, type=click.Path(exists=True, path_type=Path),
               help="Held-out real faces prepared like the training set (`stylegan-unmask dataset`).")
 @click.option("--samples", type=click.IntRange(min=10), default=2000, show_default=True)
-@click.option("--trunc", "truncation_psi", type=float, default=1.0, show_default=True)
+@click.option("--trunc", "psis", default="1.0", show_default=True, callback=_psi_list,
+              help="Truncation psi, or a comma-separated list for a truncation curve (e.g. 0.5,0.7,0.85,1.0).")
 @click.option("--face-samples", type=click.IntRange(min=1), default=500, show_default=True,
               help="Samples (and real faces) checked by the face detector.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--device", default="auto", show_default=True)
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also write the figures to this JSON file.")
-def metrics_command(network, data, samples, truncation_psi, face_samples, seed, device, json_path):
+              help="Also write the figures to this JSON file (a list with several psi).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="With several psi: draw the truncation curve to this PNG.")
+def metrics_command(network, data, samples, psis, face_samples, seed, device, json_path, plot_path):
     """FD/KID, precision/recall (VGG16 features), variety (LPIPS) and the face share, against real faces.
 
     No Inception-v3 weights can be had offline, so FD/KID use the shipped
@@ -145,24 +158,34 @@ def metrics_command(network, data, samples, truncation_psi, face_samples, seed, 
     from ..checkpoints import load_generator
     from ..runtime.device import resolve_device
     from ..training.dataset import load_dataset
-    from ..training.metrics import compute_metrics
+    from ..training.metrics import truncation_curve
 
+    if plot_path is not None and len(psis) < 2:
+        raise click.UsageError("--plot draws a truncation curve: give several psi, e.g. --trunc 0.5,0.7,1.0")
     dev = resolve_device(device)
     G = load_generator(network, device=dev)
     ds = load_dataset(data)
     if ds.resolution != G.img_resolution:
         raise click.UsageError(f"{data} holds {ds.resolution} px faces but the network makes {G.img_resolution} px")
-    n = min(samples, len(ds))
-    r = compute_metrics(G, ds, samples=n, device=dev, seed=seed, truncation_psi=truncation_psi,
-                        face_samples=face_samples, network=G.source)
-    click.echo(f"network      {r.network}\ndata         {r.data} ({r.reals} real faces, {r.samples} samples, "
-               f"psi {r.truncation_psi})\nFD (VGG16)   {r.fd_vgg:.3f}\nKID (VGG16)  {r.kid_vgg:.5f}\n"
-               f"precision    {r.precision:.3f}\nrecall       {r.recall:.3f}   (k = 3, VGG16 features)\n"
-               f"variety      {r.variety:.3f}   (pairwise LPIPS {r.lpips_samples:.3f} among samples, "
-               f"{r.lpips_reals:.3f} among real faces)\n"
-               f"faces found  {r.face_share:.1%} of samples, {r.real_face_share:.1%} of real faces")
+    rs = truncation_curve(G, ds, psis, samples=min(samples, len(ds)), device=dev, seed=seed,
+                          face_samples=face_samples, network=G.source)
+    click.echo("\n\n".join(_metrics_text(r) for r in rs))
     if json_path is not None:
-        atomic_write_text(json_path, json.dumps(r.as_dict(), indent=2))
+        figures = [r.as_dict() for r in rs]
+        atomic_write_text(json_path, json.dumps(figures[0] if len(rs) == 1 else figures, indent=2))
+    if plot_path is not None:
+        from ..training.report import plot_truncation_curve
+
+        click.echo(f"truncation curve -> {plot_truncation_curve(rs, plot_path, title=G.source)}")
+
+
+def _metrics_text(r) -> str:
+    return (f"network      {r.network}\ndata         {r.data} ({r.reals} real faces, {r.samples} samples, "
+            f"psi {r.truncation_psi})\nFD (VGG16)   {r.fd_vgg:.3f}\nKID (VGG16)  {r.kid_vgg:.5f}\n"
+            f"precision    {r.precision:.3f}\nrecall       {r.recall:.3f}   (k = 3, VGG16 features)\n"
+            f"variety      {r.variety:.3f}   (pairwise LPIPS {r.lpips_samples:.3f} among samples, "
+            f"{r.lpips_reals:.3f} among real faces)\n"
+            f"faces found  {r.face_share:.1%} of samples, {r.real_face_share:.1%} of real faces")
 
 
 @click.command("export")

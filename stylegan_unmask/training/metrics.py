@@ -17,7 +17,7 @@ for held-out real faces.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
@@ -198,8 +198,28 @@ class MetricsResult:
 def compute_metrics(G, data, samples: int = 2000, device="cpu", seed: int = 0, truncation_psi: float = 1.0,
                     face_samples: Optional[int] = 500, network: str = "", progress: bool = True) -> MetricsResult:
     """Everything ``stylegan-unmask metrics`` prints, against the images of ``data`` (held-out faces)."""
+    return truncation_curve(G, data, [truncation_psi], samples, device, seed, face_samples, network)[0]
+
+
+def truncation_curve(G, data, psis: Sequence[float], samples: int = 2000, device="cpu", seed: int = 0,
+                     face_samples: Optional[int] = 500, network: str = "") -> List[MetricsResult]:
+    """:func:`compute_metrics` at each truncation psi; the real faces are measured once, and every
+    psi truncates the same latents, so the curve shows the truncation alone."""
     reals = data.batch(torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))[:samples])
-    fakes = generate(G, samples, device, seed=seed + 1, truncation_psi=truncation_psi)
+    fr, lp_real = vgg_features(reals, device), mean_pairwise_lpips(reals, device=device)
+    k = min(face_samples or samples, samples)
+    real_faces = face_share(reals[:k])
+    out = []
+    for psi in psis:
+        fakes = generate(G, samples, device, seed=seed + 1, truncation_psi=psi)
+        ff, lp_fake = vgg_features(fakes, device), mean_pairwise_lpips(fakes, device=device)
+        precision, recall = precision_recall(fr, ff)
+        out.append(MetricsResult(network=network, data=str(data.path), samples=samples, reals=len(reals),
+                                 fd_vgg=frechet_distance(ff, fr), kid_vgg=kernel_inception_distance(ff, fr),
+                                 precision=precision, recall=recall, variety=lp_fake / max(lp_real, 1e-8),
+                                 lpips_samples=lp_fake, lpips_reals=lp_real, face_share=face_share(fakes[:k]),
+                                 real_face_share=real_faces, truncation_psi=float(psi)))
+    return out
     fr, ff = vgg_features(reals, device), vgg_features(fakes, device)
     precision, recall = precision_recall(fr, ff)
     lp_fake, lp_real = mean_pairwise_lpips(fakes, device=device), mean_pairwise_lpips(reals, device=device)

@@ -63,3 +63,34 @@ def plot_metrics(run_dir: Path) -> None:
     with atomic_file(Path(run_dir) / "metrics.png", suffix=".png") as tmp:
         fig.savefig(tmp, dpi=80)
     plt.close(fig)
+
+
+#: What a truncation curve shows, and which way is better.
+CURVE_FIGURES = (("fd_vgg", "FD (VGG16), lower is better"), ("precision", "precision"), ("recall", "recall"),
+                 ("variety", "variety (1 = as varied as real faces)"), ("face_share", "samples with a face found"))
+
+
+def plot_truncation_curve(results, path: Path, title: str = "") -> Path:
+    """One panel per figure against truncation psi (``results``: MetricsResult per psi)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ..atomic import atomic_file
+
+    rs = sorted(results, key=lambda r: r.truncation_psi)
+    psis = [r.truncation_psi for r in rs]
+    fig, axes = plt.subplots(1, len(CURVE_FIGURES), figsize=(3.2 * len(CURVE_FIGURES), 3), squeeze=False)
+    for ax, (key, label) in zip(axes[0], CURVE_FIGURES):
+        ax.plot(psis, [getattr(r, key) for r in rs], marker="o", ms=4)
+        ax.set_xlabel("truncation psi")
+        ax.set_title(label, fontsize=9)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    with atomic_file(Path(path), suffix=Path(path).suffix or ".png") as tmp:
+        fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    return Path(path)

@@ -284,3 +284,28 @@ def test_mixed_precision_step_runs_g_in_bf16_and_d_in_fp32(dataset32, tmp_path, 
     assert seen and set(seen) == {torch.float32}
     assert np.isfinite(stats["loss_D"]) and np.isfinite(stats["loss_G"])
     assert tr.record()["g_precision"] == "bfloat16" and tr.record()["precision"] == "float32"
+
+
+def test_metrics_command_draws_a_truncation_curve(dataset32, tmp_path):
+    """--trunc 0,1 measures both psi on the same latents: at psi 0 every sample is the average face."""
+    from click.testing import CliRunner
+
+    from stylegan_unmask.cli import cli
+    from stylegan_unmask.training.loop import Trainer
+
+    net = Trainer(_cfg(dataset32, tmp_path), progress=False).save_snapshot(metrics=False)
+    out_json, out_png = tmp_path / "curve.json", tmp_path / "curve.png"
+    r = CliRunner().invoke(cli, ["metrics", "--network", str(net), "--data", str(dataset32), "--samples", "10",
+                                 "--face-samples", "2", "--trunc", "0,1", "--json", str(out_json),
+                                 "--plot", str(out_png), "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    figures = json.loads(out_json.read_text())
+    assert [f["truncation_psi"] for f in figures] == [0.0, 1.0]
+    assert figures[0]["lpips_samples"] < 1e-3 < figures[1]["lpips_samples"]
+    assert figures[0]["lpips_reals"] == figures[1]["lpips_reals"]  # the real faces are measured once
+    assert out_png.stat().st_size > 1000 and "truncation curve ->" in r.output
+    bad = CliRunner().invoke(cli, ["metrics", "--network", str(net), "--data", str(dataset32), "--trunc", "0.5,x"])
+    assert bad.exit_code == 2 and "comma-separated" in bad.output
+    one = CliRunner().invoke(cli, ["metrics", "--network", str(net), "--data", str(dataset32), "--plot",
+                                   str(out_png)])
+    assert one.exit_code == 2 and "several psi" in one.output
