@@ -50,7 +50,7 @@ from ..atomic import atomic_write_text
 from ..errors import UnmaskError
 from ..face import detect
 from ..face.landmarks import find_landmarks
-from ..images import load_image, save_image
+from ..images import blurred_luminance, load_image, save_image
 from ..runs.bookkeeping import describe_error
 from ..runs.files import list_images, plan_items
 from .metrics import FACE_IOU
@@ -290,18 +290,6 @@ def draw_mask(clean, points68, rng: np.random.Generator, styles: Sequence[str] =
     return SynthMask(masked=out, gt=gt, style=style, alpha=alpha)
 
 
-def _blurred_luminance(img: np.ndarray, sigma: float) -> np.ndarray:
-    """Luminance blurred with ``sigma`` px (computed at a reduced size when sigma is large: same look, faster)."""
-    lum = img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    f = int(max(1, sigma // 4))
-    if f == 1:
-        return cv2.GaussianBlur(lum, (0, 0), sigma)
-    h, w = lum.shape
-    small = cv2.resize(lum, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
-    small = cv2.GaussianBlur(small, (0, 0), sigma / f)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
 def _texture(img, style: MaskStyle, rng, a, gt, body) -> np.ndarray:
     """HxWx3 float colour of the mask (only meaningful where gt)."""
     h, w = img.shape[:2]
@@ -355,7 +343,7 @@ def _texture(img, style: MaskStyle, rng, a, gt, body) -> np.ndarray:
         if style.style == "black":  # faint sheen along the nose ridge
             add += 0.5 * np.exp(-(along / (0.25 * iod)) ** 2 - ((v - 0.2) / 0.25) ** 2)
     # lighting: the photo's own (blurred luminance under the mask), a gradient, curvature, edge darkening
-    lum = _blurred_luminance(img, max(1.0, 0.2 * iod))
+    lum = blurred_luminance(img, max(1.0, 0.2 * iod))
     ref = float(np.median(lum[gt])) if gt.any() else 1.0
     photo_light = np.clip(1 + 0.5 * (lum / max(ref, 1.0) - 1), 0.7, 1.25)
     gradient = 1 + k["light_u"] * u + k["light_v"] * (v - 0.5)

@@ -25,6 +25,7 @@ import cv2
 import numpy as np
 
 from ..face.segment import FRAME_SIZE, frame_matrix
+from ..images import blurred_luminance
 
 PathLike = Union[str, "os.PathLike[str]"]
 _SHIFT = 4
@@ -77,18 +78,6 @@ def _catmull_rom(points: np.ndarray, per_segment: int = 12) -> np.ndarray:
                        -t ** 2 + t ** 3]) / 2
     segments = [basis @ p[i - 1:i + 3] for i in range(1, len(p) - 2)]
     return np.vstack(segments + [points[-1:]])
-
-
-def _blurred_luminance(img: np.ndarray, sigma: float) -> np.ndarray:
-    """The photo's luminance blurred by ``sigma`` px: its lighting, without detail (a large blur is
-    done at a reduced size, as synth_masks does, so the shipped model's data is drawn exactly)."""
-    lum = img.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-    f = int(max(1, sigma // 4))
-    if f == 1:
-        return cv2.GaussianBlur(lum, (0, 0), sigma)
-    h, w = lum.shape
-    small = cv2.resize(lum, (max(1, w // f), max(1, h // f)), interpolation=cv2.INTER_AREA)
-    return cv2.resize(cv2.GaussianBlur(small, (0, 0), sigma / f), (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 @dataclass
@@ -236,7 +225,7 @@ def _shading(img, body: np.ndarray, rng, p, iod: float, fit: str) -> np.ndarray:
     rel = np.stack([xx - p[33][0], yy - p[33][1]], -1)
     u = (rel @ right.astype(np.float32)) / iod
     v = (rel @ down.astype(np.float32)) / iod
-    lum = _blurred_luminance(img, max(1.0, 0.2 * iod))
+    lum = blurred_luminance(img, max(1.0, 0.2 * iod))
     ref = float(np.median(lum[body])) if body.any() else 1.0
     light = np.clip(1 + rng.uniform(0.2, 0.8) * (lum / max(ref, 1.0) - 1), 0.6, 1.3)
     light *= 1 + rng.uniform(-0.25, 0.25) * u + rng.uniform(-0.2, 0.2) * v
