@@ -59,7 +59,7 @@ def main(argv=None) -> None:
         torch.set_num_threads(args.threads)
     G = load_generator(args.network)
     face = prepare_face(args.photo, G.img_resolution, FaceOptions(), crop_scale=network_crop_scale(G))
-    target = torch.from_numpy(face.target).permute(2, 0, 1).float()[None] / 127.5 - 1
+    target = torch.from_numpy(np.array(face.target)).permute(2, 0, 1).float()[None] / 127.5 - 1
     hidden = torch.from_numpy(face.hidden)[None, None]
     cfg = ProjectionConfig(steps=args.steps)
     single, w1, c1 = timed(lambda: project(G, target, hidden, cfg, progress=False)[0])
