@@ -23,6 +23,7 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
 import torch  # noqa: E402
 
 
@@ -54,6 +55,9 @@ def main(argv=None) -> None:
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--spread", type=float, action="append", default=None,
+                    help="sample_spread weights to run the batch of samples with (repeat; default: the config's)")
+    ap.add_argument("--save", type=Path, default=None, help="write each batch's completions side by side here")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -65,22 +69,27 @@ def main(argv=None) -> None:
     single, w1, c1 = timed(lambda: project(G, target, hidden, cfg, progress=False)[0])
     rerun, _, _ = timed(lambda: project(G, target, hidden, ProjectionConfig(steps=args.steps, seed=1),
                                         progress=False)[0])
-    many, wk, ck = timed(lambda: project(G, target, hidden, cfg, progress=False, samples=args.samples))
-    scorer = LPIPSScorer()
-    mask = face.hidden
-    imgs = [to_uint8(r.image) for r in many]
-    pair = [lpips_inside(scorer, a, b, mask) for a, b in itertools.combinations(imgs, 2)]
+    scorer, mask = LPIPSScorer(), face.hidden
     noise = lpips_inside(scorer, to_uint8(single.image), to_uint8(rerun.image), mask)
-    print(f"\n{args.photo.name}, network {G.source if hasattr(G, 'source') else args.network}, "
+    print(f"\n{args.photo.name}, network {getattr(G, 'source', args.network)}, "
           f"{args.steps} steps, {torch.get_num_threads()} threads\n")
-    print(f"| run | wall s | CPU s | visible loss |\n|---|---:|---:|---|")
-    print(f"| single (seed 0) | {w1:.1f} | {c1:.1f} | {single.final_loss:.4f} |")
-    print(f"| single (seed 1) | | | {rerun.final_loss:.4f} |")
-    print(f"| {args.samples} samples, one batch | {wk:.1f} | {ck:.1f} | "
-          f"{', '.join(f'{r.final_loss:.4f}' for r in many)} |")
-    print(f"\ncost of {args.samples} samples: {wk / w1:.2f}x wall, {ck / c1:.2f}x CPU of one projection")
-    print(f"LPIPS inside the mask between samples: mean {statistics.mean(pair):.4f} "
-          f"(min {min(pair):.4f}, max {max(pair):.4f}); between the two single runs: {noise:.4f}")
+    print("| run | wall s | CPU s | visible loss | in-mask LPIPS between samples (mean, min-max) |\n"
+          "|---|---:|---:|---|---|")
+    print(f"| single (seed 0) | {w1:.1f} | {c1:.1f} | {single.final_loss:.4f} | |")
+    print(f"| single (seed 1) | | | {rerun.final_loss:.4f} | {noise:.4f} (against seed 0: run-to-run noise) |")
+    for spread in args.spread or [cfg.sample_spread]:
+        config = ProjectionConfig(steps=args.steps, sample_spread=spread)
+        many, wk, ck = timed(lambda: project(G, target, hidden, config, progress=False, samples=args.samples))
+        imgs = [to_uint8(r.image) for r in many]
+        pair = [lpips_inside(scorer, a, b, mask) for a, b in itertools.combinations(imgs, 2)]
+        print(f"| {args.samples} samples, one batch, spread {spread:g} | {wk:.1f} | {ck:.1f} | "
+              f"{', '.join(f'{r.final_loss:.4f}' for r in many)} | "
+              f"{statistics.mean(pair):.4f} ({min(pair):.4f}-{max(pair):.4f}) |")
+        if args.save:
+            args.save.mkdir(parents=True, exist_ok=True)
+            strip = np.hstack([np.array(face.target)] + imgs)
+            Image.fromarray(strip).save(args.save / f"{args.photo.stem}_spread{spread:g}.png")
+        print(f"|   cost: {wk / w1:.2f}x wall, {ck / c1:.2f}x CPU of one projection | | | | |")
 
 
 if __name__ == "__main__":

@@ -68,6 +68,7 @@ class ProjectionConfig:
     schedule: str = "fast"
     precision: str = "auto"
     compile: str = "auto"
+    sample_spread: float = 0.0
 
     def __post_init__(self):
         if isinstance(self.perceptual_layers, str):
@@ -80,7 +81,7 @@ class ProjectionConfig:
         for name in ("lr", "lr_rampdown_length", "lr_rampup_length", "noise_ramp_length", "w_avg_samples"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
-        for name in ("initial_noise_factor", "mse_weight", "lambda_perceptual", "noise_regularize"):
+        for name in ("initial_noise_factor", "mse_weight", "lambda_perceptual", "noise_regularize", "sample_spread"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.mse_weight == 0 and self.lambda_perceptual == 0:

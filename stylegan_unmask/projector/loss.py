@@ -14,6 +14,15 @@ fraction of visible pixels under each feature position); ``C_l`` the
 layer's channel count. Images in a batch are independent: the batch loss is
 the sum of the per-image losses, so each image gets its own gradient.
 
+With ``samples`` K > 1 (K starts per target, consecutive in the batch) and
+``sample_spread`` s > 0, each image also pays ``s * mean_j exp(-d_ij / D0)``:
+its closeness to the other starts of its target, where ``d_ij`` is the mean
+squared difference of the two images' hidden regions area-reduced to
+``SPREAD_SIZE`` px (coarse shape and shade, not texture) and ``D0`` =
+``SPREAD_SCALE``. It is bounded and fades once two samples differ, so it keeps
+the samples apart under the mask without rewarding ever larger differences;
+the visible pixels do not enter it.
+
 Hidden target pixels have exactly zero influence: they are replaced by 0
 (``torch.where``) before anything else sees them, so the gradient with
 respect to them is exactly 0 and changing them (even to NaN) changes nothing.
@@ -25,7 +34,12 @@ from typing import Dict, Sequence, Tuple
 import torch
 import torch.nn.functional as F
 
-__all__ = ["MaskedLoss", "masked_loss_terms", "psnr_visible", "noise_regularization"]
+__all__ = ["MaskedLoss", "masked_loss_terms", "hidden_closeness", "psnr_visible", "noise_regularization"]
+
+#: The hidden regions are compared at this size (px): the samples should differ in shape, not in texture.
+SPREAD_SIZE = 32
+#: Mean squared difference (images in [-1, 1]) at which two samples' closeness has fallen to 1/e.
+SPREAD_SCALE = 0.05
 
 
 def _area_resize(x: torch.Tensor, size: int) -> torch.Tensor:
@@ -42,8 +56,11 @@ class MaskedLoss:
     """
 
     def __init__(self, target: torch.Tensor, hidden_mask: torch.Tensor, *, features=None,
-                 layers: Sequence[str] = ("conv2_2",), perceptual_resolution: int = 256):
+                 layers: Sequence[str] = ("conv2_2",), perceptual_resolution: int = 256, samples: int = 1):
         self.visible = ~hidden_mask.bool()                      # [N, 1, R, R]
+        self.samples = int(samples)                              # starts per target, consecutive
+        self.hidden_small = _area_resize((~self.visible).to(target.dtype), SPREAD_SIZE) \
+            if target.shape[-1] > SPREAD_SIZE else (~self.visible).to(target.dtype)
         self.weight = self.visible.to(target.dtype)              # m
         self.visible_count = self.weight.sum(dim=(1, 2, 3))      # sum(m)
         # Hidden target pixels become exactly 0 here; nothing downstream sees them.
@@ -70,6 +87,7 @@ class MaskedLoss:
         sub.__dict__.update(self.__dict__)
         sl = slice(index, index + 1)
         sub.visible, sub.weight, sub.visible_count = self.visible[sl], self.weight[sl], self.visible_count[sl]
+        sub.hidden_small, sub.samples = self.hidden_small[sl], 1
         sub.target = self.target[sl]
         sub.target_features = {k: v[sl] for k, v in self.target_features.items()}
         sub.layer_weights = {k: v[sl] for k, v in self.layer_weights.items()}
@@ -96,6 +114,20 @@ def masked_loss_terms(images: torch.Tensor, loss: MaskedLoss) -> Tuple[torch.Ten
         diff = (feats[name] - loss.target_features[name]).square()
         perceptual = perceptual + (m_l * diff).sum(dim=(1, 2, 3)) / (diff.shape[1] * m_l.sum(dim=(1, 2, 3)))
     return mse, perceptual
+
+
+def hidden_closeness(images: torch.Tensor, loss: MaskedLoss) -> torch.Tensor:
+    """Per image, ``mean_j exp(-d_ij / SPREAD_SCALE)`` over the other starts of its target (see the
+    module docstring); zeros with one start per target."""
+    n, k = images.shape[0], loss.samples
+    if k <= 1:
+        return torch.zeros(n, dtype=images.dtype, device=images.device)
+    small = _area_resize(images, SPREAD_SIZE) if images.shape[-1] > SPREAD_SIZE else images
+    h = (small * loss.hidden_small).reshape(n // k, k, -1)                  # [targets, K, D]
+    area = loss.hidden_small.reshape(n // k, k, -1)[:, :1].sum(-1, keepdim=True).clamp_min(1.0) * images.shape[1]
+    d = (h[:, :, None] - h[:, None, :]).square().sum(-1) / area               # [targets, K, K]
+    others = 1.0 - torch.eye(k, dtype=d.dtype, device=d.device)
+    return ((torch.exp(-d / SPREAD_SCALE) * others).sum(-1) / (k - 1)).reshape(n)
 
 
 def psnr_visible(images: torch.Tensor, target: torch.Tensor, hidden_mask: torch.Tensor) -> torch.Tensor:

@@ -131,7 +131,7 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     if samples > 1:  # K starts per target (start.spread_starts); each target repeated K times
         w_init, init_names = spread_starts(G, config, w_init, init_names, samples, device)
         target, hidden_mask = target.repeat_interleave(samples, 0), hidden_mask.repeat_interleave(samples, 0)
-        N, loss_fn = target.shape[0], _masked_loss(target, hidden_mask, config, features, device)
+        N, loss_fn = target.shape[0], _masked_loss(target, hidden_mask, config, features, device, samples)
 
     # 4. What is optimised: W+, and the noise maps when asked for.
     w_opt = w_init.clone().requires_grad_(True)
@@ -259,7 +259,7 @@ def _check_inputs(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor],
     return target, hidden_mask
 
 
-def _masked_loss(target, hidden_mask, config: ProjectionConfig, features, device) -> MaskedLoss:
+def _masked_loss(target, hidden_mask, config: ProjectionConfig, features, device, samples: int = 1) -> MaskedLoss:
     """The loss against the targets, with the perceptual features when the config weighs them."""
     if config.lambda_perceptual > 0:
         features = features if features is not None else VGG16Features(config.perceptual_layers)
@@ -271,7 +271,7 @@ def _masked_loss(target, hidden_mask, config: ProjectionConfig, features, device
         features = None
     with torch.no_grad():
         return MaskedLoss(target, hidden_mask, features=features, layers=config.perceptual_layers,
-                          perceptual_resolution=config.perceptual_resolution)
+                          perceptual_resolution=config.perceptual_resolution, samples=samples)
 
 
 def _renormalise(noise: List[torch.Tensor]) -> None:

@@ -18,7 +18,7 @@ from ..runtime import huge_pages
 from ..runtime.compile import MaybeCompiled
 from ..runtime.cpu import cpu_has_native_bf16
 from .config import PRECISIONS, ProjectionConfig
-from .loss import MaskedLoss, masked_loss_terms, noise_regularization
+from .loss import MaskedLoss, hidden_closeness, masked_loss_terms, noise_regularization
 
 __all__ = ["resolve_precision", "resolve_compile", "fast_render_options", "compiled_render_options", "autocast",
            "render", "StepFunction", "COMPILE_FROM_RESOLUTION", "BF16_FROM_RESOLUTION"]
@@ -126,11 +126,13 @@ def render(G, ws: torch.Tensor, noise, force_fp32: bool, **options) -> torch.Ten
 
 
 def render_and_loss(G, ws: torch.Tensor, noise, loss: MaskedLoss, force_fp32: bool, precision: str,
-                    options: Tuple[Tuple[str, object], ...]) -> Tuple[torch.Tensor, torch.Tensor]:
-    """One step's forward pass: render (under the precision's autocast) and the masked loss terms."""
+                    options: Tuple[Tuple[str, object], ...]) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """One step's forward pass: render (under the precision's autocast), the masked loss terms and the
+    samples' closeness under the mask (zeros with one start per target)."""
     with autocast(precision, ws.device):
         images = render(G, ws, noise, force_fp32, **dict(options))
-        return masked_loss_terms(images, loss)
+        mse, perceptual = masked_loss_terms(images, loss)
+        return mse, perceptual, hidden_closeness(images.float(), loss)
 
 
 class StepFunction:
@@ -163,8 +165,10 @@ class StepFunction:
 
         def evaluate(function):
             options = self._plain_options if function is render_and_loss else self._compiled_options
-            mse, perceptual = function(self.G, ws, noise, loss, self.force_fp32, self.precision, options)
+            mse, perceptual, closeness = function(self.G, ws, noise, loss, self.force_fp32, self.precision, options)
             total = config.weighted(mse, perceptual)
+            if loss.samples > 1 and config.sample_spread > 0:
+                total = total + config.sample_spread * closeness
             if config.optimize_noise:
                 reg = noise_regularization(noise)
                 total = total + config.noise_regularize * reg

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from stylegan_unmask.projector import ProjectionConfig, project
-from stylegan_unmask.projector.start import SAMPLE_PSI, map_z, spread_starts
+from stylegan_unmask.projector.start import SAMPLE_PSI, initial_noise, map_z, spread_starts
 
 from test_projector import SHORT, lower_face_mask, render_target
 
@@ -44,3 +44,46 @@ def test_spread_starts_are_seeded_truncated_random_faces(G):
 def test_samples_must_be_a_whole_number(G, bad):
     with pytest.raises(ValueError, match="samples"):
         project(G, render_target(G, 1), lower_face_mask(64), ProjectionConfig(steps=1), progress=False, samples=bad)
+
+
+def test_hidden_closeness_sees_only_the_hidden_region_of_each_target():
+    from stylegan_unmask.projector.loss import MaskedLoss, hidden_closeness
+
+    target, mask = torch.zeros([2, 3, 64, 64]), lower_face_mask(64, n=2)
+    images = torch.rand([4, 3, 64, 64], generator=torch.Generator().manual_seed(0)) * 2 - 1
+    images[1] = images[0]                                    # target 0: two identical samples
+    loss = MaskedLoss(target.repeat_interleave(2, 0), mask.repeat_interleave(2, 0), samples=2)
+    closeness = hidden_closeness(images, loss)
+    assert torch.allclose(closeness[:2], torch.ones(2))       # exp(0)
+    assert float(closeness[2]) == float(closeness[3]) < 0.5
+    visible_only = images.clone()
+    visible_only[3, :, :20] = -visible_only[3, :, :20]        # change only visible rows
+    assert torch.allclose(hidden_closeness(visible_only, loss), closeness)
+    single = MaskedLoss(target, mask)
+    assert torch.equal(hidden_closeness(images[:2], single), torch.zeros(2))
+    assert torch.equal(hidden_closeness(images[:2], loss.select(0)), torch.zeros(2))  # one target's view
+
+
+def test_sample_spread_pushes_close_samples_apart(G, vgg):
+    """Two starts of one target a hair apart in W+: with the spread term, a gradient step moves
+    them further apart than the visible loss alone does; with one start the term is absent."""
+    from stylegan_unmask.projector.loss import MaskedLoss
+    from stylegan_unmask.projector.speed import StepFunction
+
+    target, mask = render_target(G, 31), lower_face_mask(64)
+    w = G.mapping(torch.randn([1, G.z_dim], generator=torch.Generator().manual_seed(3)), None).detach()
+    delta = torch.randn(w.shape, generator=torch.Generator().manual_seed(4)) * 1e-3
+    ws = torch.cat([w, w + delta]).requires_grad_(True)
+    loss = MaskedLoss(target.repeat(2, 1, 1, 1), mask.repeat(2, 1, 1, 1), features=vgg, samples=2)
+    noise, _ = initial_noise(G, ProjectionConfig(), torch.Generator().manual_seed(0), torch.device("cpu"))
+    separation = {}
+    for spread in (0.0, 50.0):
+        config = ProjectionConfig(precision="fp32", compile="off", sample_spread=spread)
+        *_, (grad,) = StepFunction(G, config, torch.device("cpu"))(ws, noise, loss, [ws])
+        separation[spread] = float(((grad[0] - grad[1]) * delta[0]).sum())  # > 0: descent moves them apart
+    assert separation[50.0] > separation[0.0]
+    alone = MaskedLoss(target, mask, features=vgg)
+    for spread in (0.0, 50.0):
+        config = ProjectionConfig(precision="fp32", compile="off", sample_spread=spread)
+        separation[f"alone {spread}"] = StepFunction(G, config, torch.device("cpu"))(ws[:1], noise, alone, [ws])[2]
+    assert torch.equal(separation["alone 0.0"], separation["alone 50.0"])
