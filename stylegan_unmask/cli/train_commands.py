@@ -63,7 +63,9 @@ def dataset_command(src, out, resolution, crop_scale, mirror, detector, min_face
 @click.option("--cmax", "channel_max", type=int, default=192, show_default=True, help="Max channels per layer.")
 @click.option("--map", "map_layers", type=click.IntRange(1, 8), default=2, show_default=True,
               help="Mapping network depth.")
-@click.option("--z-dim", type=int, default=512, show_default=True, help="z and w dimension.")
+@click.option("--z-dim", type=click.IntRange(min=1), default=512, show_default=True, help="z dimension.")
+@click.option("--w-dim", type=click.IntRange(min=1), default=None,
+              help="w dimension [default: --z-dim; Projected GAN's StyleGAN2 uses z 64, w 128].")
 @click.option("--mixing", "style_mixing", type=click.FloatRange(0, 1), default=0.0, show_default=True,
               help="Style-mixing probability.")
 @click.option("--aug", "augment", default="color,translation,cutout", show_default=True,
@@ -92,7 +94,7 @@ def dataset_command(src, out, resolution, crop_scale, mirror, detector, min_face
 @click.option("--threads", type=click.IntRange(min=1), default=None, help="CPU threads (default: torch's).")
 @click.option("--desc", default="", help="Run-folder name suffix.")
 def train_command(data, outdir, resume, kimg, batch, glr, dlr, r1_gamma, channel_base, channel_max, map_layers,
-                  z_dim, style_mixing, augment, mirror, backbone, d_input, separable_heads, blur_sigma, blur_kimg,
+                  z_dim, w_dim, style_mixing, augment, mirror, backbone, d_input, separable_heads, blur_sigma, blur_kimg,
                   seed, device, precision, snap_minutes, metrics_samples, threads, desc):
     """Train our StyleGAN2 generator on aligned faces (CPU or CUDA; torchrun for several GPUs).
 
@@ -110,7 +112,7 @@ def train_command(data, outdir, resume, kimg, batch, glr, dlr, r1_gamma, channel
         torch.set_num_threads(threads)
     cfg = TrainConfig(data=str(data), outdir=str(outdir), kimg=kimg, batch=batch, glr=glr, dlr=dlr, r1_gamma=r1_gamma,
                       channel_base=channel_base, channel_max=channel_max, map_layers=map_layers, z_dim=z_dim,
-                      w_dim=z_dim, style_mixing=style_mixing, augment=augment, mirror=mirror, backbone=backbone,
+                      w_dim=w_dim or z_dim, style_mixing=style_mixing, augment=augment, mirror=mirror, backbone=backbone,
                       d_input=d_input, separable_heads=separable_heads, blur_sigma=blur_sigma, blur_kimg=blur_kimg,
                       seed=seed,
                       device=device, precision=precision, snap_minutes=snap_minutes,

@@ -182,8 +182,8 @@ def test_train_cli_runs_and_resumes(dataset32, tmp_path, one_thread):
     from stylegan_unmask.cli import main
 
     args = ["train", "--data", str(dataset32), "--outdir", str(tmp_path), "--kimg", "0.008", "--batch", "4",
-            "--cbase", "512", "--cmax", "32", "--z-dim", "32", "--metrics-samples", "0", "--precision", "bf16",
-            "--device", "cpu"]
+            "--cbase", "512", "--cmax", "32", "--z-dim", "16", "--w-dim", "32", "--metrics-samples", "0",
+            "--precision", "bf16", "--device", "cpu"]
     with pytest.raises(SystemExit) as e:
         main(args)
     assert e.value.code == 0
@@ -194,6 +194,7 @@ def test_train_cli_runs_and_resumes(dataset32, tmp_path, one_thread):
     assert e.value.code == 0
     state = torch.load(run / "training-state.pt", weights_only=True)
     assert state["training"]["nimg"] == 16 and state["training"]["precision"] == "bfloat16"
+    assert (state["training"]["config"]["z_dim"], state["training"]["config"]["w_dim"]) == (16, 32)
     assert not list(tmp_path.glob("00001-*"))  # resumed in place
 
 
