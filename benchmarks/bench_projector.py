@@ -52,9 +52,8 @@ if str(REPO_ROOT) not in sys.path:
 import stylegan_unmask  # noqa: E402,F401  (first: asks torch for huge pages before it allocates)
 import torch  # noqa: E402
 
-FFHQ_1024 = dict(z_dim=512, w_dim=512, c_dim=0, img_resolution=1024, img_channels=3,
-                 mapping_kwargs=dict(num_layers=8),
-                 synthesis_kwargs=dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256))
+from stylegan_unmask.networks import FFHQ_1024_KWARGS as FFHQ_1024  # noqa: E402
+
 DEFAULT_FIXTURE = REPO_ROOT.parent / "shared" / "fixtures" / "nvidia-ada-64.pkl"
 
 

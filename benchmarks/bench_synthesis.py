@@ -34,8 +34,9 @@ if str(REPO_ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-FFHQ_1024 = dict(z_dim=512, w_dim=512, c_dim=0, img_channels=3, mapping_kwargs=dict(num_layers=8),
-                 synthesis_kwargs=dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256))
+from stylegan_unmask.networks import FFHQ_1024_KWARGS  # noqa: E402
+
+FFHQ_1024 = {k: v for k, v in FFHQ_1024_KWARGS.items() if k != "img_resolution"}  # every resolution, FFHQ's widths
 
 
 def _sync(device: torch.device) -> None:

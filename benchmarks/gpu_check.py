@@ -39,9 +39,6 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
-FFHQ_1024 = dict(z_dim=512, w_dim=512, c_dim=0, img_resolution=1024, img_channels=3,
-                 mapping_kwargs=dict(num_layers=8),
-                 synthesis_kwargs=dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256))
 DTYPES = ("float32", "float16", "bfloat16")
 
 
@@ -167,11 +164,11 @@ def check_op_speed(report: dict) -> None:
 
 def check_projection(report: dict, steps: int) -> None:
     import torch
-    from stylegan_unmask.networks.stylegan2 import Generator
+    from stylegan_unmask.networks.stylegan2 import FFHQ_1024_KWARGS, Generator
     from stylegan_unmask.projector import ProjectionConfig, project
 
     torch.manual_seed(0)
-    G = Generator(**FFHQ_1024).eval().requires_grad_(False).cuda()
+    G = Generator(**FFHQ_1024_KWARGS).eval().requires_grad_(False).cuda()
     with torch.no_grad():
         target = G(torch.randn(1, 512, device="cuda"), None, noise_mode="const").clamp(-1, 1)
     hidden = torch.zeros(1, 1, 1024, 1024, dtype=torch.bool, device="cuda")

@@ -7,6 +7,6 @@
                    ``gen_images.py``; the float -> uint8 conversion
 =================  ============================================================
 """
-from .stylegan2 import Generator, MappingNetwork, SynthesisNetwork
+from .stylegan2 import FFHQ_1024_KWARGS, Generator, MappingNetwork, SynthesisNetwork
 
-__all__ = ["Generator", "MappingNetwork", "SynthesisNetwork"]
+__all__ = ["FFHQ_1024_KWARGS", "Generator", "MappingNetwork", "SynthesisNetwork"]

@@ -596,6 +596,13 @@ class SynthesisNetwork(nn.Module):
                 f"img_channels={self.img_channels}, num_fp16_res={self.num_fp16_res}")
 
 
+#: Constructor arguments of NVIDIA's official FFHQ 1024 StyleGAN2 (for benchmarks and GPU checks
+#: that need its shapes without its weights).
+FFHQ_1024_KWARGS = dict(z_dim=512, w_dim=512, c_dim=0, img_resolution=1024, img_channels=3,
+                        mapping_kwargs=dict(num_layers=8),
+                        synthesis_kwargs=dict(channel_base=32768, channel_max=512, num_fp16_res=4, conv_clamp=256))
+
+
 class Generator(nn.Module):
     """Mapping + synthesis, constructed from the official config fields.
 

@@ -131,7 +131,8 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     if samples > 1:  # K starts per target (start.spread_starts); each target repeated K times
         w_init, init_names = spread_starts(G, config, w_init, init_names, samples, device)
         target, hidden_mask = target.repeat_interleave(samples, 0), hidden_mask.repeat_interleave(samples, 0)
-        N, loss_fn = target.shape[0], _masked_loss(target, hidden_mask, config, features, device, samples)
+        N, loss_fn = target.shape[0], _masked_loss(target, hidden_mask, config, features, device,
+                                                   samples if config.sample_spread > 0 else 1)
 
     # 4. What is optimised: W+, and the noise maps when asked for.
     w_opt = w_init.clone().requires_grad_(True)
