@@ -183,4 +183,5 @@ def load_generator(spec: Union[str, Path, NetworkSpec] = DEFAULT_NETWORK, device
     G.checkpoint_notes = list(net.notes)
     G.crop_scale = float(net.crop_scale)
     G.training_record = dict(net.training)
+    G.projection_defaults = dict(net.projection)
     return G

@@ -82,7 +82,22 @@ def read_ours(obj: dict, key: str, source: str) -> NetworkSpec:
              if isinstance(v, torch.Tensor)}
     return NetworkSpec(init_kwargs=dict(kwargs), state_dict=state, format=FORMAT_OURS, source=source, key=key,
                        raw_init_kwargs=dict(kwargs), crop_scale=float(obj.get("crop_scale", 1.0)),
-                       training=dict(obj.get("training") or {}))
+                       training=dict(obj.get("training") or {}),
+                       projection=_projection_settings(obj.get("projection"), source))
+
+
+PROJECTION_SETTINGS = ("w_prior",)
+
+
+def _projection_settings(value, source: str) -> Dict[str, float]:
+    """A file's recommended projection settings: known names, non-negative numbers."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or set(value) - set(PROJECTION_SETTINGS) \
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0 for v in value.values()):
+        raise CheckpointError(f"{source}: its 'projection' entry must map {PROJECTION_SETTINGS} to numbers >= 0, "
+                              f"got {value!r}")
+    return {k: float(v) for k, v in value.items()}
 
 
 def _plain(value):
@@ -106,15 +121,20 @@ def _plain(value):
     return str(value)
 
 
-def export_network(src: Union[str, Path], dst: Union[str, Path], half: bool = True) -> Path:
+def export_network(src: Union[str, Path], dst: Union[str, Path], half: bool = True,
+                   w_prior: Optional[float] = None) -> Path:
     """A network snapshot or training state → a small network file (G_ema only; fp16 weights by default).
 
     fp16 storage halves the file (the shipped ``faces-64`` is stored this way);
     weights are widened back to fp32 when loaded, so results differ from the
-    fp32 snapshot only by that rounding.
+    fp32 snapshot only by that rounding. ``w_prior``: the projection's latent
+    prior this network recommends (``ProjectionConfig.w_prior``), kept in the file.
     """
     rec = load(src)
-    out = {k: v for k, v in rec.items() if k in ("format", "version", "init_kwargs", "crop_scale", "training")}
+    out = {k: v for k, v in rec.items()
+           if k in ("format", "version", "init_kwargs", "crop_scale", "training", "projection")}
+    if w_prior is not None:
+        out["projection"] = dict(_projection_settings(out.get("projection"), str(src)), w_prior=float(w_prior))
     out["G_ema"] = {k: (v.half() if half and v.is_floating_point() else v) for k, v in rec["G_ema"].items()}
     out["training"] = dict(out.get("training") or {}, exported_from=Path(src).name,
                            stored_dtype="float16" if half else "float32")

@@ -39,6 +39,8 @@ class NetworkSpec:
     crop_scale: float = 1.0
     #: What the training run recorded (our own networks only).
     training: Dict[str, Any] = field(default_factory=dict)
+    #: Projection settings the network file recommends, e.g. {"w_prior": 5.0} (our own networks only).
+    projection: Dict[str, Any] = field(default_factory=dict)
 
     @property
     def state(self) -> Dict[str, torch.Tensor]:

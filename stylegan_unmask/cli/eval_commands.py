@@ -12,6 +12,7 @@ from typing import Optional
 import click
 
 from .. import DEFAULT_NETWORK
+from .project_commands import W_PRIOR_OPTION
 
 
 @click.command("eval-unmask")
@@ -26,6 +27,7 @@ from .. import DEFAULT_NETWORK
               help="Output folder [default: eval/<FOLDER name>].")
 @click.option("--lambda", "lambda_perceptual", type=click.FloatRange(min=0), default=0.8, show_default=True,
               help="Weight of the VGG16 perceptual term in the projection.")
+@W_PRIOR_OPTION
 @click.option("--init", default="avg", show_default=True, metavar="avg|random|best-of-N", help="Starting latent.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Projection seed.")
 @click.option("--device", default="auto", show_default=True, help="'auto', 'cpu', 'cuda' or 'cuda:N'.")
@@ -52,7 +54,8 @@ from .. import DEFAULT_NETWORK
 @click.option("--no-plots", is_flag=True, help="Skip the matplotlib distribution plots.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def eval_unmask_command(folder: Path, network: str, steps: int, limit: Optional[int], methods: str,
-                        outdir: Optional[Path], lambda_perceptual: float, init: str, seed: int, device: str,
+                        outdir: Optional[Path], lambda_perceptual: float, w_prior: Optional[float], init: str,
+                        seed: int, device: str,
                         batch_size: Optional[int], backend: str, region: str, margin: Optional[float], schedule: str,
                         precision: str, compile_mode: str, samples: int, n_boot: int, no_plots: bool, quiet: bool):
     """Measure unmasking against ground truth on a paired FOLDER (<id>/{masked.*, clean.*, gt_mask.png}).
@@ -77,8 +80,8 @@ def eval_unmask_command(folder: Path, network: str, steps: int, limit: Optional[
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--init") from None
     outdir = outdir if outdir is not None else Path("eval") / folder.resolve().name
-    config = projection_config(steps=steps, lambda_perceptual=lambda_perceptual, init=init, seed=seed,
-                               schedule=schedule, precision=precision, compile=compile_mode)
+    config = projection_config(steps=steps, lambda_perceptual=lambda_perceptual, w_prior=w_prior, init=init,
+                               seed=seed, schedule=schedule, precision=precision, compile=compile_mode)
     result = run_eval(folder, outdir, config, FaceOptions(backend=backend, margin=margin, region=region),
                       network=network,
                       device=None if device == "auto" else device, methods=methods, limit=limit,

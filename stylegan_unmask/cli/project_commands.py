@@ -40,6 +40,12 @@ def _parse_init(ctx, param, value: str) -> str:
     return value
 
 
+W_PRIOR_OPTION = click.option(
+    "--w-prior", "w_prior", type=click.FloatRange(min=0), default=None, metavar="FLOAT",
+    help="Pull of every layer's w toward the average face (0: plain W+). Keeps the unseen lower face a face "
+         "[default: the network's recommendation, else 0].")
+
+
 def projection_options(f):
     """Options shared by ``project`` and ``batch``."""
     options = [
@@ -49,6 +55,7 @@ def projection_options(f):
                      help="Optimisation steps (300 already gives a usable result)."),
         click.option("--lambda", "lambda_perceptual", type=click.FloatRange(min=0), default=0.8, show_default=True,
                      help="Weight of the VGG16 perceptual term against the pixel MSE."),
+        W_PRIOR_OPTION,
         click.option("--init", default="avg", show_default=True, callback=_parse_init, metavar="avg|random|best-of-N",
                      help="Starting latent: the average face, a seeded random face, or the best of N random faces."),
         click.option("--seed", type=int, default=0, show_default=True, help="Seed of every random draw."),
@@ -88,13 +95,13 @@ def projection_options(f):
 
 
 def _projection_config(steps, lambda_perceptual, init, seed, optimize_noise, noise_mode, schedule, precision,
-                       compile_mode):
+                       compile_mode, w_prior=None):
     """The ``projection_options`` flags as a ProjectionConfig."""
     from ..projector import projection_config
 
     return projection_config(steps=steps, lambda_perceptual=lambda_perceptual, init=init, seed=seed,
                              optimize_noise=optimize_noise, noise_mode=noise_mode, schedule=schedule,
-                             precision=precision, compile=compile_mode)
+                             precision=precision, compile=compile_mode, w_prior=w_prior)
 
 
 @click.command("project")
@@ -117,8 +124,8 @@ def _projection_config(steps, lambda_perceptual, init, seed, optimize_noise, noi
                    "completions.json (ranked by visible-region loss); unmasked.png is the best.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def project_command(photo: Path, outdir: Optional[Path], network: str, steps: int, lambda_perceptual: float,
-                    init: str, seed: int, device: str, aligned: bool, backend: str, region: str,
-                    margin: Optional[float], optimize_noise: bool, noise_mode: str, save_video: bool,
+                    w_prior: Optional[float], init: str, seed: int, device: str, aligned: bool, backend: str,
+                    region: str, margin: Optional[float], optimize_noise: bool, noise_mode: str, save_video: bool,
                     mask_path: Optional[Path], landmarks_path: Optional[Path], box, face_index: Optional[int],
                     video_every: Optional[int],
                     samples: int, quiet: bool, schedule: str = "fast", precision: str = "auto", compile_mode: str = "auto"):
@@ -145,7 +152,7 @@ def project_command(photo: Path, outdir: Optional[Path], network: str, steps: in
     for name in (*OUTPUT_FILES, "projection.mp4", "projection.gif"):  # fail now, not after the projection
         ensure_not_input(outdir / name, [photo, mask_path, landmarks_path])
     config = _projection_config(steps, lambda_perceptual, init, seed, optimize_noise, noise_mode, schedule,
-                                precision, compile_mode)
+                                precision, compile_mode, w_prior)
     face = FaceOptions(aligned=aligned, mask=mask_path, landmarks=landmarks_path, box=box, face_index=face_index,
                        backend=backend, margin=margin, region=region)
     if samples > 1 and save_video:
@@ -173,7 +180,8 @@ def project_command(photo: Path, outdir: Optional[Path], network: str, steps: in
 @click.option("--shard", default=None, metavar="i/n",
               help="Process only share i of n (sorted files i::n); under torchrun RANK/WORLD_SIZE are used.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
-def batch_command(folder: Path, outdir: Path, network: str, steps: int, lambda_perceptual: float, init: str,
+def batch_command(folder: Path, outdir: Path, network: str, steps: int, lambda_perceptual: float,
+                  w_prior: Optional[float], init: str,
                   seed: int, device: str, aligned: bool, backend: str, region: str, margin: Optional[float],
                   optimize_noise: bool, noise_mode: str, save_video: bool, batch_size: Optional[int], recursive: bool,
                   samples: int,
@@ -190,7 +198,7 @@ def batch_command(folder: Path, outdir: Path, network: str, steps: int, lambda_p
     from ..runs.batch import run_batch
 
     config = _projection_config(steps, lambda_perceptual, init, seed, optimize_noise, noise_mode, schedule,
-                                precision, compile_mode)
+                                precision, compile_mode, w_prior)
     face = FaceOptions(aligned=aligned, backend=backend, margin=margin, region=region)
     summary = run_batch(folder, outdir, config, face,
                         network=network, device=None if device == "auto" else device, batch_size=batch_size,

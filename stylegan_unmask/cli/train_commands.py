@@ -194,13 +194,16 @@ def _metrics_text(r) -> str:
 @click.argument("snapshot", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("out", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--fp32", is_flag=True, help="Keep fp32 weights (default: fp16 storage, half the size).")
-def export_command(snapshot, out, fp32):
+@click.option("--w-prior", type=click.FloatRange(min=0), default=None,
+              help="Record the projection's latent prior this network needs (the default of `project --w-prior` "
+                   "for it).")
+def export_command(snapshot, out, fp32, w_prior):
     """Write SNAPSHOT's G_ema (a network snapshot or training-state.pt) as a small network file OUT."""
     from ..images import ensure_not_input
     from ..checkpoints.ours import export_network
 
     ensure_not_input(out, [snapshot])
-    path = export_network(snapshot, out, half=not fp32)
+    path = export_network(snapshot, out, half=not fp32, w_prior=w_prior)
     click.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
 
 

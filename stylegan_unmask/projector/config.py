@@ -43,6 +43,10 @@ class ProjectionConfig:
     ``compile``: run the fast schedule's step (render + loss + backward)
     through ``torch.compile`` - 'auto' (on a CPU for networks of 256 px and
     more), 'on' or 'off'; see :func:`~stylegan_unmask.projector.speed.resolve_compile`.
+    ``w_prior``: weight of :func:`~stylegan_unmask.projector.loss.latent_prior`, which keeps every
+    layer's w near the average face. 0 is the plain W+ projection; a weak generator needs it, or W+
+    leaves the face manifold where no pixel is seen and paints colour blobs under the mask. None
+    (the default): what the network file recommends (``G.projection_defaults``), else 0.
     """
 
     steps: int = 1000
@@ -69,6 +73,7 @@ class ProjectionConfig:
     precision: str = "auto"
     compile: str = "auto"
     sample_spread: float = 0.0
+    w_prior: Optional[float] = None
 
     def __post_init__(self):
         if isinstance(self.perceptual_layers, str):
@@ -84,6 +89,8 @@ class ProjectionConfig:
         for name in ("initial_noise_factor", "mse_weight", "lambda_perceptual", "noise_regularize", "sample_spread"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.w_prior is not None and not float(self.w_prior) >= 0:
+            raise ValueError(f"w_prior must be >= 0 (or None: the network's recommendation), got {self.w_prior}")
         if self.mse_weight == 0 and self.lambda_perceptual == 0:
             raise ValueError("mse_weight and lambda_perceptual are both 0: nothing to optimise")
         if self.lambda_perceptual > 0 and not self.perceptual_layers:
@@ -117,6 +124,18 @@ class ProjectionConfig:
     def weighted(self, mse: torch.Tensor, perceptual: torch.Tensor) -> torch.Tensor:
         """The loss the optimisation minimises, before any noise regulariser."""
         return self.mse_weight * mse + self.lambda_perceptual * perceptual
+
+    @property
+    def prior_weight(self) -> float:
+        """``w_prior`` as a number (None, not yet resolved for a network, counts as 0)."""
+        return float(self.w_prior or 0.0)
+
+    def for_network(self, G) -> "ProjectionConfig":
+        """This config with ``w_prior`` = None replaced by the network's recommendation (else 0)."""
+        if self.w_prior is not None:
+            return self
+        recommended = (getattr(G, "projection_defaults", None) or {}).get("w_prior", 0.0)
+        return dataclasses.replace(self, w_prior=float(recommended))
 
     def for_device(self, device) -> "ProjectionConfig":
         """This config as run on ``device``: off CUDA the generator runs in float32 (``force_fp32``,

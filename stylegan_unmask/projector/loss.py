@@ -130,6 +130,17 @@ def hidden_closeness(images: torch.Tensor, loss: MaskedLoss) -> torch.Tensor:
     return ((torch.exp(-d / SPREAD_SCALE) * others).sum(-1) / (k - 1)).reshape(n)
 
 
+def latent_prior(ws: torch.Tensor, w_avg: torch.Tensor, w_std: float) -> torch.Tensor:
+    """Per image, the mean over layers of ``||w - w_avg||^2 / w_std^2`` ([N, num_ws, w_dim] -> [N]).
+
+    A random face's w lies about 1 from the average by this measure, so the
+    prior is on the scale of the latent-jitter statistics the projector uses.
+    Only the visible pixels pull the latent; this pull toward the average face
+    is what keeps the unseen lower face a face.
+    """
+    return (ws.float() - w_avg.to(ws.device)).square().sum(-1).mean(1) / w_std ** 2
+
+
 def psnr_visible(images: torch.Tensor, target: torch.Tensor, hidden_mask: torch.Tensor) -> torch.Tensor:
     """PSNR (dB) per image over the visible pixels; images clamped to [-1, 1], compared on [0, 1]."""
     visible = ~hidden_mask.bool()

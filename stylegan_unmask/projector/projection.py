@@ -112,7 +112,7 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     with the configured layers, to reuse across calls.
     """
     # 1. The settings, the device and the inputs.
-    config = config if config is not None else ProjectionConfig()
+    config = (config if config is not None else ProjectionConfig()).for_network(G)
     device = _check_network(G, device)
     target, hidden_mask = _check_inputs(G, target, hidden_mask, samples)
     target, hidden_mask = target.detach().to(device, torch.float32), hidden_mask.to(device)
@@ -120,11 +120,11 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
 
     # 2. The masked loss (the targets' features are computed once) and how each step runs.
     loss_fn = _masked_loss(target, hidden_mask, config, features, device)
-    step_fn = StepFunction(G, config, device)
+    w_avg, w_std = w_statistics(G, config.w_avg_samples, device)
+    step_fn = StepFunction(G, config, device, w_stats=(w_avg, w_std))
 
     # 3. The start, from one seeded random stream: jitter scale, noise maps, starting latents.
     gen = torch.Generator().manual_seed(int(config.seed))
-    _, w_std = w_statistics(G, config.w_avg_samples, device)
     noise, noise_source = initial_noise(G, config, gen, device)      # [1, 1, r, r] each
     w_init, init_names = initial_latents(G, config, loss_fn, noise, gen, device, N, force_fp32=step_fn.force_fp32,
                                          precision=step_fn.precision)

@@ -18,7 +18,7 @@ from ..runtime import huge_pages
 from ..runtime.compile import MaybeCompiled
 from ..runtime.cpu import cpu_has_native_bf16
 from .config import PRECISIONS, ProjectionConfig
-from .loss import MaskedLoss, hidden_closeness, masked_loss_terms, noise_regularization
+from .loss import MaskedLoss, hidden_closeness, latent_prior, masked_loss_terms, noise_regularization
 
 __all__ = ["resolve_precision", "resolve_compile", "fast_render_options", "compiled_render_options", "autocast",
            "render", "StepFunction", "COMPILE_FROM_RESOLUTION", "BF16_FROM_RESOLUTION"]
@@ -138,8 +138,12 @@ def render_and_loss(G, ws: torch.Tensor, noise, loss: MaskedLoss, force_fp32: bo
 class StepFunction:
     """One projection's step: forward, loss and gradients, in the precision and form chosen for the device."""
 
-    def __init__(self, G, config: ProjectionConfig, device: torch.device):
+    def __init__(self, G, config: ProjectionConfig, device: torch.device,
+                 w_stats: Optional[Tuple[torch.Tensor, float]] = None):
         self.G, self.config = G, config
+        if config.prior_weight > 0 and w_stats is None:
+            raise ValueError("w_prior > 0 needs the network's w statistics (w_stats=(w_avg, w_std))")
+        self.w_stats = w_stats
         self.precision = resolve_precision(config.precision, device, G.img_resolution)
         if device.type == "cpu":
             huge_pages.warn_if_unused()
@@ -169,6 +173,8 @@ class StepFunction:
             total = config.weighted(mse, perceptual)
             if loss.samples > 1 and config.sample_spread > 0:
                 total = total + config.sample_spread * closeness
+            if config.prior_weight > 0:
+                total = total + config.prior_weight * latent_prior(ws, *self.w_stats)
             if config.optimize_noise:
                 reg = noise_regularization(noise)
                 total = total + config.noise_regularize * reg
