@@ -130,15 +130,16 @@ def hidden_closeness(images: torch.Tensor, loss: MaskedLoss) -> torch.Tensor:
     return ((torch.exp(-d / SPREAD_SCALE) * others).sum(-1) / (k - 1)).reshape(n)
 
 
-def latent_prior(ws: torch.Tensor, w_avg: torch.Tensor, w_std: float) -> torch.Tensor:
-    """Per image, the mean over layers of ``||w - w_avg||^2 / w_std^2`` ([N, num_ws, w_dim] -> [N]).
+def latent_prior(ws: torch.Tensor, centre: torch.Tensor, w_std: float) -> torch.Tensor:
+    """Per image, the mean over layers of ``||w - centre||^2 / w_std^2`` ([N, num_ws, w_dim] -> [N]).
 
-    A random face's w lies about 1 from the average by this measure, so the
-    prior is on the scale of the latent-jitter statistics the projector uses.
-    Only the visible pixels pull the latent; this pull toward the average face
-    is what keeps the unseen lower face a face.
+    ``centre``: [w_dim] (e.g. the average w) or one per image and layer. A
+    random face's w lies about 1 from the average by this measure, the scale of
+    the latent-jitter statistics. Only the visible pixels pull the latent; this
+    pull toward a face the generator draws (the start: the average face, or a
+    sample's random face) is what keeps the unseen lower face a face.
     """
-    return (ws.float() - w_avg.to(ws.device)).square().sum(-1).mean(1) / w_std ** 2
+    return (ws.float() - centre.to(ws.device)).square().sum(-1).mean(1) / w_std ** 2
 
 
 def psnr_visible(images: torch.Tensor, target: torch.Tensor, hidden_mask: torch.Tensor) -> torch.Tensor:

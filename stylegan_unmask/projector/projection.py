@@ -120,11 +120,11 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
 
     # 2. The masked loss (the targets' features are computed once) and how each step runs.
     loss_fn = _masked_loss(target, hidden_mask, config, features, device)
-    w_avg, w_std = w_statistics(G, config.w_avg_samples, device)
-    step_fn = StepFunction(G, config, device, w_stats=(w_avg, w_std))
+    step_fn = StepFunction(G, config, device)
 
     # 3. The start, from one seeded random stream: jitter scale, noise maps, starting latents.
     gen = torch.Generator().manual_seed(int(config.seed))
+    _, w_std = w_statistics(G, config.w_avg_samples, device)
     noise, noise_source = initial_noise(G, config, gen, device)      # [1, 1, r, r] each
     w_init, init_names = initial_latents(G, config, loss_fn, noise, gen, device, N, force_fp32=step_fn.force_fp32,
                                          precision=step_fn.precision)
@@ -134,7 +134,8 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
         N, loss_fn = target.shape[0], _masked_loss(target, hidden_mask, config, features, device,
                                                    samples if config.sample_spread > 0 else 1)
 
-    # 4. What is optimised: W+, and the noise maps when asked for.
+    # 4. What is optimised: W+ (held near its start by the latent prior), and the noise maps when asked for.
+    step_fn.hold_near(w_init, w_std)
     w_opt = w_init.clone().requires_grad_(True)
     params = [w_opt]
     if config.optimize_noise:
@@ -152,8 +153,7 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     for step in bar:
         lr = config.learning_rate(step)
         jitter_scale = latent_noise_scale(step / steps, w_std, config.initial_noise_factor, config.noise_ramp_length)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        optimizer.param_groups[0]["lr"] = lr  # one group: W+ and the noise maps together
         ws = w_opt
         if jitter_scale > 0:
             ws = w_opt + torch.randn([1, *w_opt.shape[1:]], generator=gen).to(device) * jitter_scale

@@ -138,12 +138,9 @@ def render_and_loss(G, ws: torch.Tensor, noise, loss: MaskedLoss, force_fp32: bo
 class StepFunction:
     """One projection's step: forward, loss and gradients, in the precision and form chosen for the device."""
 
-    def __init__(self, G, config: ProjectionConfig, device: torch.device,
-                 w_stats: Optional[Tuple[torch.Tensor, float]] = None):
+    def __init__(self, G, config: ProjectionConfig, device: torch.device):
         self.G, self.config = G, config
-        if config.prior_weight > 0 and w_stats is None:
-            raise ValueError("w_prior > 0 needs the network's w statistics (w_stats=(w_avg, w_std))")
-        self.w_stats = w_stats
+        self.prior: Optional[Tuple[torch.Tensor, float]] = None
         self.precision = resolve_precision(config.precision, device, G.img_resolution)
         if device.type == "cpu":
             huge_pages.warn_if_unused()
@@ -156,6 +153,10 @@ class StepFunction:
         self._compiled_options = tuple(sorted(compiled_render_options(device).items()))
         self._function = MaybeCompiled(render_and_loss, "the projection step",
                                        enabled=resolve_compile(config, device, G))
+
+    def hold_near(self, start: torch.Tensor, w_std: float) -> None:
+        """Centre the latent prior on each latent's start ([N, num_ws, w_dim]; see ``loss.latent_prior``)."""
+        self.prior = (start.detach().clone(), float(w_std))
 
     @property
     def compiled(self) -> bool:
@@ -174,7 +175,9 @@ class StepFunction:
             if loss.samples > 1 and config.sample_spread > 0:
                 total = total + config.sample_spread * closeness
             if config.prior_weight > 0:
-                total = total + config.prior_weight * latent_prior(ws, *self.w_stats)
+                if self.prior is None:
+                    raise ValueError("w_prior > 0 needs the prior's centre: call hold_near(start, w_std) first")
+                total = total + config.prior_weight * latent_prior(ws, *self.prior)
             if config.optimize_noise:
                 reg = noise_regularization(noise)
                 total = total + config.noise_regularize * reg
