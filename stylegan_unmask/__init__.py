@@ -10,7 +10,7 @@ so ``import stylegan_unmask`` stays cheap.
 """
 
 #: The network every entry point uses unless told otherwise (a name in ``checkpoints/registry.py``).
-DEFAULT_NETWORK = "faces-64"
+DEFAULT_NETWORK = "faces-128"
 
 __version__ = "0.1.0"
 

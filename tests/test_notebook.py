@@ -1,4 +1,4 @@
-"""notebooks/explore.ipynb runs top to bottom (with its default network, the shipped faces-64, ~20 steps) without errors."""
+"""notebooks/explore.ipynb runs top to bottom (with its default network, the shipped faces-128, ~20 steps) without errors."""
 from __future__ import annotations
 
 import os
@@ -24,7 +24,7 @@ def test_explore_notebook_executes(dev_data_dir, tmp_path, monkeypatch):
         pytest.skip(f"dev photo {photo} is missing")
     outdir = tmp_path / "nb-out"
     # The kernel inherits this environment: the notebook's parameters, and the repository on the path.
-    monkeypatch.delenv("NETWORK", raising=False)  # the notebook's default: faces-64, shipped, no download
+    monkeypatch.delenv("NETWORK", raising=False)  # the notebook's default: faces-128, shipped, no download
     monkeypatch.setenv("PHOTO", str(photo))
     monkeypatch.setenv("STEPS", "20")
     monkeypatch.delenv("SAMPLES", raising=False)  # the notebook's default: 4 completions

@@ -168,7 +168,7 @@ def load_generator(spec: Union[str, Path, NetworkSpec] = DEFAULT_NETWORK, device
                    key: str = "G_ema", cache_dir: Optional[Union[str, Path]] = None, progress: bool = True):
     """A ready generator (eval mode, no gradients) from a name, URL, file or :class:`NetworkSpec`.
 
-    ``spec``: a registry name (``DEFAULT_NETWORK``, ``'faces-64'``, by default), an http(s) URL, or
+    ``spec``: a registry name (``DEFAULT_NETWORK``, ``'faces-128'``, by default), an http(s) URL, or
     a local ``.pkl`` (NVIDIA) / ``.pt`` (rosinality, or our own network file) file. ``key`` picks
     ``'G_ema'`` (default) or ``'G'``. The result has ``G.source`` (where it came
     from) and ``G.checkpoint_notes`` (decisions the reader made, usually empty).

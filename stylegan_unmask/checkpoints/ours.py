@@ -125,7 +125,7 @@ def export_network(src: Union[str, Path], dst: Union[str, Path], half: bool = Tr
                    w_prior: Optional[float] = None) -> Path:
     """A network snapshot or training state → a small network file (G_ema only; fp16 weights by default).
 
-    fp16 storage halves the file (the shipped ``faces-64`` is stored this way);
+    fp16 storage halves the file (the shipped ``faces-128`` and ``faces-64`` are stored this way);
     weights are widened back to fp32 when loaded, so results differ from the
     fp32 snapshot only by that rounding. ``w_prior``: the projection's latent
     prior this network recommends (``ProjectionConfig.w_prior``), kept in the file.

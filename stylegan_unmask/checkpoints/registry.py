@@ -1,4 +1,5 @@
-"""The networks stylegan-unmask knows by name: the shipped ``faces-64`` and NVIDIA's FFHQ StyleGAN2 checkpoints.
+"""The networks stylegan-unmask knows by name: the shipped ``faces-128`` and ``faces-64``, and NVIDIA's FFHQ StyleGAN2
+checkpoints.
 
 URLs are NVIDIA's own download locations, copied from NVIDIA's repositories
 (see ``url_source``). NVIDIA publishes no checksums for these files, so
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
-from .. import DEFAULT_NETWORK  # the default works offline with zero downloads: the shipped faces-64
+from .. import DEFAULT_NETWORK  # the default works offline with zero downloads: the shipped faces-128
 
 __all__ = ["CheckpointEntry", "REGISTRY", "DEFAULT_NETWORK", "get_entry", "find_entry_by_url", "names"]
 
@@ -70,6 +71,18 @@ UTKFACE_LICENCE = (
 REGISTRY: Dict[str, CheckpointEntry] = {
     e.name: e
     for e in [
+        CheckpointEntry(
+            name="faces-128",
+            url="",
+            filename="faces-128.pt",
+            resolution=128,
+            description="our own 128x128 face StyleGAN2 with a projected EfficientNet-lite0 discriminator, trained "
+                        "on CPU with `stylegan-unmask train` on 22,605 UTKFace faces (crop scale 0.8); the default; "
+                        "shipped in the package, no download; recommends the projection's latent prior",
+            url_source="this package (stylegan_unmask/models/)",
+            licence=UTKFACE_LICENCE,
+            bundled=True,
+        ),
         CheckpointEntry(
             name="faces-64",
             url="",

@@ -100,9 +100,9 @@ def train_command(data, outdir, resume, kimg, batch, glr, dlr, r1_gamma, channel
 
     \b
     Example:
-      stylegan-unmask dataset faces/ data/faces-64 --resolution 64 --crop-scale 0.8
-      stylegan-unmask train --data data/faces-64 --outdir runs
-      stylegan-unmask train --data data/faces-64 --outdir runs --resume latest
+      stylegan-unmask dataset faces/ data/faces-128 --resolution 128 --crop-scale 0.8
+      stylegan-unmask train --data data/faces-128 --outdir runs
+      stylegan-unmask train --data data/faces-128 --outdir runs --resume latest
     """
     import torch
 

@@ -207,7 +207,7 @@ class EvalRun:
             raise UnmaskError(f"--batch-size {self.batch_size}: must be at least 1")
         self.resolution = int(G.img_resolution) if G is not None else RESOLUTION_WITHOUT_NETWORK
         requested = config if config is not None else ProjectionConfig()
-        self.config = requested.for_device(self.device) if G is not None else None
+        self.config = requested.for_device(self.device).for_network(G) if G is not None else None
         self.face = face if face is not None else FaceOptions()
         self.crop_scale = network_crop_scale(G) if G is not None else 1.0
         self.fillers = {m.name: m for m in build_methods(self.names, MethodContext(

@@ -108,7 +108,7 @@ def unmask(photo, config: Optional[ProjectionConfig] = None, face: Optional[Face
         G = get_network(network, device)
     dev = module_device(G) if device is None else resolve_device(device)
     t_network = time.perf_counter() - t0
-    config = (config if config is not None else ProjectionConfig()).for_device(dev)
+    config = (config if config is not None else ProjectionConfig()).for_device(dev).for_network(G)
     prepared = prepare_face(photo, G.img_resolution, face, crop_scale=network_crop_scale(G))
     t0 = time.perf_counter()
     results, frames = project_faces(G, [prepared], config, device=dev, callback=callback, progress=progress,
@@ -131,7 +131,7 @@ def run_settings(source: str, config: ProjectionConfig, **extra) -> Dict[str, ob
         "network": source, "steps": config.steps, "lambda_perceptual": config.lambda_perceptual,
         "init": config.init, "seed": config.seed, "optimize_noise": config.optimize_noise,
         "noise_mode": config.noise_mode, "force_fp32": config.force_fp32,
-        "schedule": config.schedule, "precision": config.precision,
+        "schedule": config.schedule, "precision": config.precision, "w_prior": config.w_prior,
         **{k: (str(v) if isinstance(v, Path) else v) for k, v in extra.items()},
     }
 

@@ -116,7 +116,7 @@ class BatchRun:
         self.batch_size = batch_size if batch_size is not None else (4 if self.device.type == "cuda" else 1)
         if self.batch_size < 1:
             raise UnmaskError(f"--batch-size {self.batch_size}: must be at least 1")
-        self.config = (config if config is not None else ProjectionConfig()).for_device(self.device)
+        self.config = (config if config is not None else ProjectionConfig()).for_device(self.device).for_network(G)
         self.face = face if face is not None else FaceOptions()
         self.save_video, self.progress, self.on_record = save_video, progress, on_record
         self.settings = jsonable(self.result_settings())

@@ -292,8 +292,10 @@ def test_offline_registry_download_fails_with_instructions(tmp_path, monkeypatch
 
 def test_registry_contents():
     # The default is the shipped model (works offline); NVIDIA's networks are downloaded by name.
-    assert registry.DEFAULT_NETWORK == "faces-64" and registry.REGISTRY["faces-64"].bundled
-    assert registry.REGISTRY["faces-64"].url == "" and "UTKFace" in registry.REGISTRY["faces-64"].licence
+    assert registry.DEFAULT_NETWORK == "faces-128"
+    for name in ("faces-128", "faces-64"):
+        entry = registry.REGISTRY[name]
+        assert entry.bundled and entry.url == "" and "UTKFace" in entry.licence
     for name in ("ffhq-1024", "ffhq-512", "ffhq-256", "ffhq-1024-ada"):
         entry = registry.get_entry(name)
         assert entry is not None and entry.url.startswith("https://") and entry.filename.endswith(".pkl")
