@@ -42,8 +42,8 @@ def _parse_init(ctx, param, value: str) -> str:
 
 W_PRIOR_OPTION = click.option(
     "--w-prior", "w_prior", type=click.FloatRange(min=0), default=None, metavar="FLOAT",
-    help="Pull of every layer's w toward the average face (0: plain W+). Keeps the unseen lower face a face "
-         "[default: the network's recommendation, else 0].")
+    help="Pull of every layer's w toward its start, the average face (0: plain W+). Keeps the unseen lower face "
+         "a face [default: the network's recommendation, else 0].")
 
 
 def projection_options(f):

@@ -44,8 +44,9 @@ class ProjectionConfig:
     through ``torch.compile`` - 'auto' (on a CPU for networks of 256 px and
     more), 'on' or 'off'; see :func:`~stylegan_unmask.projector.speed.resolve_compile`.
     ``w_prior``: weight of :func:`~stylegan_unmask.projector.loss.latent_prior`, which keeps every
-    layer's w near the average face. 0 is the plain W+ projection; a weak generator needs it, or W+
-    leaves the face manifold where no pixel is seen and paints colour blobs under the mask. None
+    layer's w near its start (the average face, or a sample's own face). 0 is the plain W+
+    projection; a weak generator needs it, or W+ leaves the face manifold where no pixel is seen
+    and paints colour blobs under the mask. None
     (the default): what the network file recommends (``G.projection_defaults``), else 0.
     """
 
