@@ -1,13 +1,14 @@
 """What ``--samples K`` buys and costs, measured on one photo side by side.
 
 In one run: a single projection (seed 0) and its rerun with another seed (the
-run-to-run noise of one start), then K samples optimised as one batch. Prints
-the cost of each (wall and CPU time), every sample's visible-region loss, and
-the pairwise LPIPS between samples *inside the mask* (each image composited
-over the other outside the mask, our LPIPS-VGG on a crop around the mask),
-against the same figure for the two single runs.
+run-to-run noise of one start), then K samples optimised as one batch for each
+``--fork`` share (0: K independent starts; default: the config's). Prints the
+cost of each (wall and CPU time), every sample's visible-region loss, and the
+pairwise LPIPS between samples *inside the mask* (each image composited over
+the other outside the mask, our LPIPS-VGG on a crop around the mask), against
+the same figure for the two single runs.
 
-    python benchmarks/bench_samples.py ../shared/data/dev/masked_real/<photo>.jpg --samples 4 --steps 300
+    python benchmarks/bench_samples.py ../shared/data/dev/masked_real/<photo>.jpg --samples 4 --steps 300 --fork 0 --fork 0.5
 """
 from __future__ import annotations
 
@@ -42,6 +43,12 @@ def lpips_inside(scorer, a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> floa
     return scorer([a], b, mask)[0]
 
 
+def visible_mse(a: torch.Tensor, b: torch.Tensor, mask: np.ndarray) -> float:
+    """Mean squared difference over the visible pixels ([-1, 1] images), as the loss's mse term."""
+    visible = torch.from_numpy(~mask)
+    return float((a - b).square()[:, visible].mean())
+
+
 def main(argv=None) -> None:
     from stylegan_unmask.checkpoints import DEFAULT_NETWORK, load_generator
     from stylegan_unmask.evaluation.metrics import LPIPSScorer
@@ -55,8 +62,9 @@ def main(argv=None) -> None:
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--threads", type=int, default=None)
-    ap.add_argument("--spread", type=float, action="append", default=None,
-                    help="sample_spread weights to run the batch of samples with (repeat; default: the config's)")
+    ap.add_argument("--fork", type=float, action="append", default=None,
+                    help="sample_fork shares to run the batch of samples with (repeat; default: the config's)")
+    ap.add_argument("--spread", type=float, default=0.0, help="sample_spread weight of the batches")
     ap.add_argument("--save", type=Path, default=None, help="write each batch's completions side by side here")
     args = ap.parse_args(argv)
     if args.threads:
@@ -73,23 +81,26 @@ def main(argv=None) -> None:
     noise = lpips_inside(scorer, to_uint8(single.image), to_uint8(rerun.image), mask)
     print(f"\n{args.photo.name}, network {getattr(G, 'source', args.network)}, "
           f"{args.steps} steps, {torch.get_num_threads()} threads\n")
-    print("| run | wall s | CPU s | visible loss | in-mask LPIPS between samples (mean, min-max) |\n"
-          "|---|---:|---:|---|---|")
-    print(f"| single (seed 0) | {w1:.1f} | {c1:.1f} | {single.final_loss:.4f} | |")
-    print(f"| single (seed 1) | | | {rerun.final_loss:.4f} | {noise:.4f} (against seed 0: run-to-run noise) |")
-    for spread in args.spread or [cfg.sample_spread]:
-        config = ProjectionConfig(steps=args.steps, sample_spread=spread)
+    print("| run | wall s | CPU s | visible loss | in-mask LPIPS between samples (mean, min-max) "
+          "| visible MSE between samples (mean) |\n|---|---:|---:|---|---|---:|")
+    print(f"| single (seed 0) | {w1:.1f} | {c1:.1f} | {single.final_loss:.4f} | "
+          f"| {single.final_mse:.4f} (to the photo) |")
+    print(f"| single (seed 1) | | | {rerun.final_loss:.4f} | {noise:.4f} (against seed 0: run-to-run noise) "
+          f"| {visible_mse(single.image, rerun.image, mask):.4f} |")
+    for fork in args.fork or [cfg.sample_fork]:
+        config = ProjectionConfig(steps=args.steps, sample_spread=args.spread, sample_fork=fork)
         many, wk, ck = timed(lambda: project(G, target, hidden, config, progress=False, samples=args.samples))
         imgs = [to_uint8(r.image) for r in many]
         pair = [lpips_inside(scorer, a, b, mask) for a, b in itertools.combinations(imgs, 2)]
-        print(f"| {args.samples} samples, one batch, spread {spread:g} | {wk:.1f} | {ck:.1f} | "
+        outside = [visible_mse(a.image, b.image, mask) for a, b in itertools.combinations(many, 2)]
+        print(f"| {args.samples} samples, one batch, fork at {fork:g} | {wk:.1f} | {ck:.1f} | "
               f"{', '.join(f'{r.final_loss:.4f}' for r in many)} | "
-              f"{statistics.mean(pair):.4f} ({min(pair):.4f}-{max(pair):.4f}) |")
+              f"{statistics.mean(pair):.4f} ({min(pair):.4f}-{max(pair):.4f}) | {statistics.mean(outside):.4f} |")
         if args.save:
             args.save.mkdir(parents=True, exist_ok=True)
             strip = np.hstack([np.array(face.target)] + imgs)
-            Image.fromarray(strip).save(args.save / f"{args.photo.stem}_spread{spread:g}.png")
-        print(f"|   cost: {wk / w1:.2f}x wall, {ck / c1:.2f}x CPU of one projection | | | | |")
+            Image.fromarray(strip).save(args.save / f"{args.photo.stem}_fork{fork:g}.png")
+        print(f"|   cost: {wk / w1:.2f}x wall, {ck / c1:.2f}x CPU of one projection | | | | | |")
 
 
 if __name__ == "__main__":

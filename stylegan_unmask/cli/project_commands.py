@@ -120,7 +120,8 @@ def _projection_config(steps, lambda_perceptual, init, seed, optimize_noise, noi
 @click.option("--video-every", type=click.IntRange(min=1), default=None,
               help="With --save-video: capture a frame every N steps (default: 100 frames per run).")
 @click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Project N completions from N starts as one batch: unmasked_K.png each, completions.png, "
+              help="N completions: one projection forks halfway into N, optimised as one batch: "
+                   "unmasked_K.png each, completions.png, "
                    "completions.json (ranked by visible-region loss); unmasked.png is the best.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def project_command(photo: Path, outdir: Optional[Path], network: str, steps: int, lambda_perceptual: float,

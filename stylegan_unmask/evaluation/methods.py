@@ -66,7 +66,7 @@ class MethodContext:
     device: object = None
     feather_px: Optional[float] = None
     inpaint_radius: float = 3.0
-    samples: int = 1  # ours: completions per photo, from as many starts (project --samples)
+    samples: int = 1  # ours: completions per photo (project --samples)
 
 
 class FillMethod:
@@ -166,8 +166,7 @@ class OursFill(FillMethod):
 
     def settings(self) -> Dict[str, object]:
         c = self.context
-        extra = {"samples": int(c.samples)} if c.samples > 1 else {}
-        return run_settings(network_source(c.G), c.config, feather_px=c.feather_px, **extra)
+        return run_settings(network_source(c.G), c.config, feather_px=c.feather_px, samples=int(c.samples))
 
     def fill_batch(self, items: Sequence[FillInput]) -> List[Union[FillOutput, Exception]]:
         c = self.context

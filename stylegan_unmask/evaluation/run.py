@@ -9,7 +9,7 @@ Per photo (``data.Pair``):
    ``face.blend.paste_back`` treats as the region), so methods differ only in the fill;
 3. each method fills the region (``methods``); photos are processed in chunks
    of ``batch_size`` and ``ours`` optimises a chunk in one projector call, as
-   ``batch`` does (with ``samples`` N > 1, N starts per photo: ``samples.py``);
+   ``batch`` does (with ``samples`` N > 1, N completions per photo: ``samples.py``);
 4. figures of every result against the clean photo (``metrics.Scorer``),
    from the exact uint8 pixels written to ``OUT/<key>/<method>.png``;
 5. ``OUT/<key>/eval.json`` is written last: it is the done marker. A rerun
@@ -165,7 +165,7 @@ def run_eval(folder: PathLike, outdir: PathLike, config: Optional[ProjectionConf
     landmark ``backend`` and mask ``margin`` (as ``--backend/--margin``).
     ``limit``: the first K pairs in sorted key order. ``echo(line)`` receives
     failure lines as they happen (default: tqdm's write to stderr).
-    ``samples`` N > 1: ours projects N starts per photo; its row is the
+    ``samples`` N > 1: ours projects N completions per photo; its row is the
     completion with the lowest visible loss and reports the first start, the
     oracle best of N and the spread too (``evaluation/samples.py``).
     """
@@ -225,7 +225,7 @@ class EvalRun:
             "precision": getattr(self.config, "precision", "-"), "device": str(self.device),
             "batch_size": self.batch_size, "methods": ",".join(self.names), "backend": self.face.backend,
             "margin": "default" if self.face.margin is None else self.face.margin, "region": self.face.region,
-            **({"samples": self.samples} if self.samples > 1 else {})}
+            **({"samples": self.samples, "sample_fork": requested.sample_fork} if self.samples > 1 else {})}
         self.rows_by_key: Dict[str, Dict[str, Dict[str, object]]] = {}
         self.status_by_key: Dict[str, str] = {}
         self.failures: List[Tuple[str, str]] = []

@@ -96,7 +96,7 @@ def unmask(photo, config: Optional[ProjectionConfig] = None, face: Optional[Face
     receives a :class:`~stylegan_unmask.projector.ProjectionStep` every
     ``config.preview_every`` steps (return True to stop early). With
     ``record_video`` a frame is kept every ``video_every`` steps.
-    ``samples`` K > 1: K completions from K starts, optimised as one batch;
+    ``samples`` K > 1: K completions, forked from one projection and optimised as one batch;
     the result is the best by visible-region loss and lists all K in
     ``completions`` (plausible alternatives under the mask, not guesses of it).
     """
@@ -115,8 +115,7 @@ def unmask(photo, config: Optional[ProjectionConfig] = None, face: Optional[Face
                                     record_video=record_video, video_every=video_every, samples=samples)
     t_project = time.perf_counter() - t0
     settings = run_settings(network_source(G), config, margin=face.margin, region=face.region, mask=face.mask,
-                            aligned=face.aligned, backend=face.backend, device=str(dev),
-                            **({"samples": samples} if samples > 1 else {}))
+                            aligned=face.aligned, backend=face.backend, device=str(dev), samples=samples)
     result = finish_samples(prepared, results, settings=settings, source=network_source(G), frames=frames[0],
                             feather_px=feather_px)
     result.timings["network"] = t_network
@@ -125,14 +124,15 @@ def unmask(photo, config: Optional[ProjectionConfig] = None, face: Optional[Face
     return result
 
 
-def run_settings(source: str, config: ProjectionConfig, **extra) -> Dict[str, object]:
+def run_settings(source: str, config: ProjectionConfig, samples: int = 1, **extra) -> Dict[str, object]:
     """What a result depends on (saved in the latent file and the folder runs' done markers)."""
+    several = {"samples": int(samples), "sample_fork": config.sample_fork} if samples > 1 else {}
     return {
         "network": source, "steps": config.steps, "lambda_perceptual": config.lambda_perceptual,
         "init": config.init, "seed": config.seed, "optimize_noise": config.optimize_noise,
         "noise_mode": config.noise_mode, "force_fp32": config.force_fp32,
         "schedule": config.schedule, "precision": config.precision, "w_prior": config.w_prior,
-        **{k: (str(v) if isinstance(v, Path) else v) for k, v in extra.items()},
+        **several, **{k: (str(v) if isinstance(v, Path) else v) for k, v in extra.items()},
     }
 
 

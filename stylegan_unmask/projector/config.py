@@ -48,6 +48,8 @@ class ProjectionConfig:
     projection; a weak generator needs it, or W+ leaves the face manifold where no pixel is seen
     and paints colour blobs under the mask. None
     (the default): what the network file recommends (``G.projection_defaults``), else 0.
+    ``sample_fork``: with several samples per target, the share of the steps run as one
+    projection before it forks into them (``fork.py``); 0 gives K independent starts.
     """
 
     steps: int = 1000
@@ -74,6 +76,7 @@ class ProjectionConfig:
     precision: str = "auto"
     compile: str = "auto"
     sample_spread: float = 0.0
+    sample_fork: float = 0.5
     w_prior: Optional[float] = None
 
     def __post_init__(self):
@@ -90,6 +93,9 @@ class ProjectionConfig:
         for name in ("initial_noise_factor", "mse_weight", "lambda_perceptual", "noise_regularize", "sample_spread"):
             if not getattr(self, name) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.sample_fork < 1:
+            raise ValueError(f"sample_fork must be in [0, 1) (the share of the steps before the samples part), "
+                             f"got {self.sample_fork}")
         if self.w_prior is not None and not float(self.w_prior) >= 0:
             raise ValueError(f"w_prior must be >= 0 (or None: the network's recommendation), got {self.w_prior}")
         if self.mse_weight == 0 and self.lambda_perceptual == 0:
@@ -118,6 +124,11 @@ class ProjectionConfig:
         if not match or int(match.group(1)) < 1:
             raise ValueError(f"init must be 'avg', 'random' or 'best-of-N' (e.g. 'best-of-16'), got {self.init!r}")
         return int(match.group(1))
+
+    @property
+    def fork_step(self) -> int:
+        """The step at which a projection with several samples forks into them (see ``fork.py``)."""
+        return int(round(self.sample_fork * self.steps))
 
     def learning_rate(self, step: int) -> float:
         return self.lr * learning_rate_ramp(step / max(self.steps, 1), self.lr_rampdown_length, self.lr_rampup_length)

@@ -29,7 +29,8 @@ from ..runtime.device import module_device
 from .config import ProjectionConfig, latent_noise_scale
 from .loss import MaskedLoss, noise_regularization, psnr_visible
 from .speed import StepFunction, render
-from .start import initial_latents, initial_noise, spread_starts, w_statistics
+from .fork import Variables, plan_fork
+from .start import initial_latents, initial_noise, w_statistics
 
 __all__ = ["ProjectionResult", "ProjectionStep", "project", "LOSS_KEYS"]
 
@@ -100,9 +101,10 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     target: [N, 3, R, R] float in [-1, 1]; hidden_mask: [N, 1, R, R] bool,
     True = hidden by the face mask (None: nothing hidden). Returns one
     :class:`ProjectionResult` per target, or with ``samples`` K > 1, K per
-    target (target-major, ``result.sample`` = 0..K-1), all optimised as one
-    batch: sample 0 from the usual start, the others from seeded random faces
-    (``start.spread_starts``), so they fill the hidden region differently.
+    target (target-major, ``result.sample`` = 0..K-1): one projection per target
+    until ``config.fork_step``, then K forks optimised as one batch, sample 0
+    continuing it and the others moved toward seeded random faces (``fork.py``),
+    so they fill the hidden region differently.
 
     callback(step, info: ProjectionStep) is called after step 0, every
     ``config.preview_every`` steps and after the last step (only after the
@@ -122,48 +124,45 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     loss_fn = _masked_loss(target, hidden_mask, config, features, device)
     step_fn = StepFunction(G, config, device)
 
-    # 3. The start, from one seeded random stream: jitter scale, noise maps, starting latents.
+    # 3. The start, from one seeded random stream: jitter scale, noise maps, starting latents; the samples' fork.
     gen = torch.Generator().manual_seed(int(config.seed))
     _, w_std = w_statistics(G, config.w_avg_samples, device)
     noise, noise_source = initial_noise(G, config, gen, device)      # [1, 1, r, r] each
     w_init, init_names = initial_latents(G, config, loss_fn, noise, gen, device, N, force_fp32=step_fn.force_fp32,
                                          precision=step_fn.precision)
-    if samples > 1:  # K starts per target (start.spread_starts); each target repeated K times
-        w_init, init_names = spread_starts(G, config, w_init, init_names, samples, device)
+    fork = plan_fork(G, config, init_names, samples, device)
+    if fork is not None:  # after the fork each target is repeated K times
         target, hidden_mask = target.repeat_interleave(samples, 0), hidden_mask.repeat_interleave(samples, 0)
-        N, loss_fn = target.shape[0], _masked_loss(target, hidden_mask, config, features, device,
-                                                   samples if config.sample_spread > 0 else 1)
+        fork_loss = _masked_loss(target, hidden_mask, config, features, device,
+                                 samples if config.sample_spread > 0 else 1)
 
     # 4. What is optimised: W+ (held near its start by the latent prior), and the noise maps when asked for.
     step_fn.hold_near(w_init, w_std)
-    w_opt = w_init.clone().requires_grad_(True)
-    params = [w_opt]
-    if config.optimize_noise:
-        noise = [n.repeat(N, 1, 1, 1).requires_grad_(True) for n in noise]
-        params += noise
-    optimizer = torch.optim.Adam(params, lr=config.lr, betas=config.adam_betas)
+    variables = Variables.create(w_init, noise, config)
 
-    # 5. The steps: schedule, jittered latent, loss and gradient, Adam, the noise maps renormalised.
-    history = torch.zeros([steps, len(LOSS_KEYS), N], dtype=torch.float32, device=device)
+    # 5. The steps: the fork, schedule, jittered latent, loss and gradient, Adam, the noise maps renormalised.
+    history = torch.zeros([steps, len(LOSS_KEYS), N * samples], dtype=torch.float32, device=device)
     lrs, jitters = np.zeros(steps, np.float64), np.zeros(steps, np.float64)
     steps_run, stopped = 0, False
     # The first compiled step compiles (a while on a CPU): say so instead of looking stuck.
     bar = tqdm(range(steps), desc="projecting (compiling the step first)" if step_fn.compiled else "projecting",
                unit="step", disable=not progress, leave=False)
     for step in bar:
+        if fork is not None and fork.due(step, variables):
+            variables, loss_fn = fork.split(variables, w_init, step_fn, w_std), fork_loss
         lr = config.learning_rate(step)
         jitter_scale = latent_noise_scale(step / steps, w_std, config.initial_noise_factor, config.noise_ramp_length)
-        optimizer.param_groups[0]["lr"] = lr  # one group: W+ and the noise maps together
-        ws = w_opt
+        variables.optimizer.param_groups[0]["lr"] = lr  # one group: W+ and the noise maps together
+        ws = variables.w
         if jitter_scale > 0:
-            ws = w_opt + torch.randn([1, *w_opt.shape[1:]], generator=gen).to(device) * jitter_scale
-        mse, perceptual, total, reg, grads = step_fn(ws, noise, loss_fn, params)
-        for p, g in zip(params, grads):
+            ws = ws + torch.randn([1, *ws.shape[1:]], generator=gen).to(device) * jitter_scale
+        mse, perceptual, total, reg, grads = step_fn(ws, variables.noise, loss_fn, variables.params)
+        for p, g in zip(variables.params, grads):
             p.grad = g
-        optimizer.step()
+        variables.optimizer.step()
         if config.optimize_noise:
-            _renormalise(noise)
-        history[step] = torch.stack([total, mse, perceptual, reg]).detach()
+            _renormalise(variables.noise)
+        history[step] = _per_result(torch.stack([total, mse, perceptual, reg]).detach(), history.shape[-1])
         lrs[step], jitters[step] = lr, jitter_scale
         steps_run = step + 1
 
@@ -172,14 +171,16 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
         if callback is not None and (step == steps - 1 or (config.preview_every > 0 and step % config.preview_every == 0)):
             info = ProjectionStep(step=step, steps=steps, lr=lr, w_noise_scale=jitter_scale,
                                   losses=dict(zip(LOSS_KEYS, history[step].cpu().numpy())),
-                                  images=_preview(G, step_fn, w_opt, noise), w_plus=w_opt.detach().clone())
+                                  images=_preview(G, step_fn, variables), w_plus=variables.w.detach().clone())
             if callback(step, info) is True:
                 stopped = step < steps - 1
                 break
     bar.close()
 
-    # 7. The final image of each latent, without jitter, and its loss.
-    final_noise = [n.detach() for n in noise]
+    # 7. The final image of each latent, without jitter, and its loss (a run stopped before the fork forks now).
+    if fork is not None and fork.due(None, variables):
+        variables, loss_fn = fork.split(variables, w_init, step_fn, w_std), fork_loss
+    w_opt, final_noise = variables.w, [n.detach() for n in variables.noise]
     images, mse, perceptual, total, psnr = _final_images(G, w_opt, final_noise, step_fn, loss_fn, config, target,
                                                          hidden_mask)
 
@@ -189,9 +190,9 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     common = dict(noise_source=noise_source, seed=int(config.seed), config=config, steps_run=steps_run,
                   stopped_early=stopped, precision=step_fn.precision, compiled=step_fn.compiled)
     return [ProjectionResult(**_image_share(i, w_opt, final_noise, images, history, total, mse, perceptual, psnr),
-                             schedule={k: v.copy() for k, v in schedule.items()}, init=init_names[i],
-                             sample=i % samples, **common)
-            for i in range(N)]
+                             schedule={k: v.copy() for k, v in schedule.items()},
+                             init=(fork.labels if fork is not None else init_names)[i], sample=i % samples, **common)
+            for i in range(N * samples)]
 
 
 @torch.no_grad()
@@ -283,10 +284,16 @@ def _renormalise(noise: List[torch.Tensor]) -> None:
             n *= n.square().mean(dim=(1, 2, 3), keepdim=True).rsqrt()
 
 
-def _preview(G, step_fn: StepFunction, w_opt: torch.Tensor, noise: List[torch.Tensor]) -> torch.Tensor:
+def _preview(G, step_fn: StepFunction, variables: Variables) -> torch.Tensor:
     """The current latents' images, without jitter, for the callback."""
     with torch.no_grad(), step_fn.autocast:
-        return render(G, w_opt.detach(), [n.detach() for n in noise], step_fn.force_fp32)
+        return render(G, variables.w.detach(), [n.detach() for n in variables.noise], step_fn.force_fp32)
+
+
+def _per_result(values: torch.Tensor, results: int) -> torch.Tensor:
+    """One step's [terms, n] values spread over the ``results`` columns (before the fork each latent
+    stands for all its target's samples)."""
+    return values.repeat_interleave(results // values.shape[-1], dim=-1)
 
 
 def _show_progress(bar, step: int, steps: int, total: torch.Tensor, progress: bool, compiled: bool) -> None:

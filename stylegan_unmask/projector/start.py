@@ -19,7 +19,7 @@ from .config import ProjectionConfig
 from .loss import MaskedLoss
 from .speed import autocast, render
 
-__all__ = ["w_statistics", "initial_noise", "initial_latents", "spread_starts", "W_STATS_SEED", "SAMPLE_PSI"]
+__all__ = ["w_statistics", "initial_noise", "initial_latents", "sample_offsets", "W_STATS_SEED", "SAMPLE_PSI"]
 
 W_STATS_SEED = 123
 
@@ -111,29 +111,31 @@ def initial_latents(G, config: ProjectionConfig, loss: MaskedLoss, noise: List[t
     return candidates[best].clone(), [f"{config.init}: {name} (seed {config.seed})" for name in names]
 
 
-#: Samples after the first start from random faces pulled this far toward the average face
-#: (truncation): varied, yet inside the range the generator renders well.
-SAMPLE_PSI = 0.7
+#: The other samples' offsets are random faces' offsets from the average face at this truncation
+#: (1: untruncated): what the fork adds to the projection, and the face each sample is held near.
+SAMPLE_PSI = 1.0
 #: Their z come from a stream of their own, so the first sample keeps the single projection's stream.
 SAMPLE_SEED_OFFSET = 7919
 
 
 @torch.no_grad()
-def spread_starts(G, config: ProjectionConfig, w_init: torch.Tensor, names: List[str], samples: int,
-                  device) -> Tuple[torch.Tensor, List[str]]:
-    """``samples`` starts per target, target-major: the usual start, then seeded random faces.
+def sample_offsets(G, config: ProjectionConfig, names: List[str], samples: int,
+                   device) -> Tuple[torch.Tensor, List[str]]:
+    """Where each of ``samples`` forks per target goes in W+, target-major: [N * K, num_ws, w_dim].
 
-    Under the mask the photo does not decide the face: starts far apart in W+
-    end in different completions that fit the visible face equally well.
+    Sample 0 stays where it is (offset 0); sample k moves by a seeded random
+    face's offset from the average face. Under the mask the photo does not
+    decide the face: latents moved apart, and held apart by the latent prior,
+    fill it differently while the visible loss pulls them all back onto the photo.
     """
-    n = w_init.shape[0]
+    n = len(names)
     gen = torch.Generator().manual_seed(int(config.seed) + SAMPLE_SEED_OFFSET)
     z = torch.randn([n * (samples - 1), G.z_dim], generator=gen).to(device)
     w_avg = G.mapping.w_avg.detach().to(device, torch.float32).reshape(1, 1, -1)
-    others = (w_avg + SAMPLE_PSI * (map_z(G, z).float() - w_avg)).reshape(n, samples - 1, *w_init.shape[1:])
-    starts = torch.cat([w_init[:, None], others], dim=1).reshape(n * samples, *w_init.shape[1:])
+    others = (SAMPLE_PSI * (map_z(G, z).float() - w_avg)).reshape(n, samples - 1, G.num_ws, -1)
+    offsets = torch.cat([torch.zeros_like(others[:, :1]), others], dim=1).reshape(n * samples, G.num_ws, -1)
     labels = []
-    for i in range(n):
-        labels.append(names[i])
-        labels += [f"random face {k} (seed {config.seed}, psi {SAMPLE_PSI})" for k in range(1, samples)]
-    return starts, labels
+    for name in names:
+        labels.append(name)
+        labels += [f"{name} + random face {k} (seed {config.seed}, psi {SAMPLE_PSI:g})" for k in range(1, samples)]
+    return offsets, labels

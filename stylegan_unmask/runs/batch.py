@@ -132,9 +132,8 @@ class BatchRun:
 
     def result_settings(self) -> Dict[str, object]:
         """What each result depends on (its done marker and latent file record it)."""
-        extra = {"samples": self.samples} if self.samples > 1 else {}
         return run_settings(network_source(self.G), self.config, margin=self.face.margin, region=self.face.region,
-                            aligned=self.face.aligned, backend=self.face.backend, **extra)
+                            aligned=self.face.aligned, backend=self.face.backend, samples=self.samples)
 
     def run(self) -> BatchSummary:
         # 1. A fresh start for this shard's flag; the progress bar.

@@ -62,14 +62,14 @@ def test_export_records_the_prior_and_the_loader_reads_it(tmp_path):
 
 
 def test_each_sample_is_held_near_its_own_start(G, vgg):
-    from stylegan_unmask.projector.start import spread_starts
+    from stylegan_unmask.projector.start import sample_offsets
 
     target, mask = render_target(G, 43), lower_face_mask(64)
     config = ProjectionConfig(steps=2 * SHORT, precision="fp32", w_prior=1000.0)
     results = project(G, target, mask, config, progress=False, features=vgg, samples=2)
     _, w_std = w_statistics(G, 10000, "cpu")
     start = G.mapping.w_avg.detach().reshape(1, 1, -1).repeat(1, G.num_ws, 1)
-    starts, _ = spread_starts(G, config, start, ["avg"], 2, "cpu")
+    starts = start + sample_offsets(G, config, ["avg"], 2, "cpu")[0]
     for result, own in zip(results, starts):
         assert float(latent_prior(result.w_plus[None], own, w_std)) < 0.1
     assert float(latent_prior(results[1].w_plus[None], starts[0], w_std)) > 0.3  # not pulled to the average

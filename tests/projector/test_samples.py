@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from stylegan_unmask.projector import ProjectionConfig, project
-from stylegan_unmask.projector.start import SAMPLE_PSI, initial_noise, map_z, spread_starts
+from stylegan_unmask.projector.start import SAMPLE_PSI, initial_noise, map_z, sample_offsets
 
 from test_projector import SHORT, lower_face_mask, render_target
 
@@ -16,7 +16,7 @@ def test_k_samples_per_target_target_major(G, vgg):
     config = ProjectionConfig(steps=SHORT, precision="fp32")
     results = project(G, targets, masks, config, progress=False, features=vgg, samples=3)
     assert [r.sample for r in results] == [0, 1, 2, 0, 1, 2]
-    assert results[0].init == "avg" and results[1].init.startswith("random face 1")
+    assert results[0].init == "avg" and results[1].init.startswith("avg + random face 1")
     # Sample 0 starts where a single projection starts and follows it (batched rounding apart).
     single = project(G, targets[:1], masks[:1], config, progress=False, features=vgg)[0]
     assert float((results[0].w_plus - single.w_plus).norm() / single.w_plus.norm()) < 1e-2
@@ -24,20 +24,20 @@ def test_k_samples_per_target_target_major(G, vgg):
     assert float((results[1].w_plus - results[0].w_plus).norm()) > 0.1 * float(results[0].w_plus.norm())
 
 
-def test_spread_starts_are_seeded_truncated_random_faces(G):
-    w0 = G.mapping.w_avg.detach().reshape(1, 1, -1).repeat(2, G.num_ws, 1)
+def test_sample_offsets_are_seeded_random_faces_offsets(G):
     config = ProjectionConfig(seed=5)
-    starts, names = spread_starts(G, config, w0, ["avg", "avg"], 3, "cpu")
-    assert starts.shape == (6, G.num_ws, G.w_dim) and names[0] == names[3] == "avg"
-    assert torch.equal(starts[0], w0[0]) and torch.equal(starts[3], w0[1])
-    again, _ = spread_starts(G, config, w0, ["avg", "avg"], 3, "cpu")
-    assert torch.equal(starts, again)
+    offsets, names = sample_offsets(G, config, ["avg", "best"], 3, "cpu")
+    assert offsets.shape == (6, G.num_ws, G.w_dim)
+    assert names[0] == "avg" and names[3] == "best" and names[4].startswith("best + random face 1")
+    assert not offsets[0].any() and not offsets[3].any()         # sample 0 stays where it is
+    again, _ = sample_offsets(G, config, ["avg", "best"], 3, "cpu")
+    assert torch.equal(offsets, again)
     gen = torch.Generator().manual_seed(5 + 7919)
     z = torch.randn([4, G.z_dim], generator=gen)
     w_avg = G.mapping.w_avg.reshape(1, 1, -1)
-    expected = w_avg + SAMPLE_PSI * (map_z(G, z) - w_avg)
-    torch.testing.assert_close(starts[1], expected[0])
-    torch.testing.assert_close(starts[5], expected[3])
+    expected = SAMPLE_PSI * (map_z(G, z) - w_avg)
+    torch.testing.assert_close(offsets[1], expected[0])
+    torch.testing.assert_close(offsets[5], expected[3])
 
 
 @pytest.mark.parametrize("bad", [0, -1, 1.5])
