@@ -16,7 +16,9 @@ Sections, each timed and recorded (a failing section is reported and the rest st
 5. project   a 1000-step projection at the FFHQ-1024 configuration (random weights: speed does not
              depend on them), official fp32 and the default precision;
 6. train     face-model training throughput (img/s) at the shipped network's configuration;
-7. batch     ``stylegan-unmask batch --aligned`` over 20 aligned faces rendered by the shipped network.
+7. batch     ``stylegan-unmask batch --aligned`` over 20 aligned faces rendered by the shipped network;
+8. samples   one projection against ``--samples 4`` (the fork) and 4 independent starts, with the shipped
+             network and at the FFHQ-1024 configuration: the cost of N completions on a GPU.
 
 Needs only torch, numpy, scipy, pillow, opencv-python-headless, tqdm and click besides this package
 (no network). On a machine without a CUDA device it stops at once with exit code 2.
@@ -184,6 +186,38 @@ def check_projection(report: dict, steps: int) -> None:
                         "psnr_visible_db": round(result.psnr, 2)}
 
 
+def check_samples(report: dict, steps: int) -> None:
+    import dataclasses
+
+    import torch
+    from stylegan_unmask.checkpoints import load_generator
+    from stylegan_unmask.networks.stylegan2 import FFHQ_1024_KWARGS, Generator
+    from stylegan_unmask.projector import ProjectionConfig, project
+
+    torch.manual_seed(0)
+    big = Generator(**FFHQ_1024_KWARGS).eval().requires_grad_(False).cuda()
+    for name, G in (("shipped", load_generator(device="cuda")), ("ffhq-1024 shape", big)):
+        R = G.img_resolution
+        with torch.no_grad():
+            target = G(torch.randn(1, G.z_dim, device="cuda"), None, noise_mode="const").clamp(-1, 1)
+        hidden = torch.zeros(1, 1, R, R, dtype=torch.bool, device="cuda")
+        hidden[..., int(0.55 * R):int(0.88 * R), int(0.3 * R):int(0.7 * R)] = True
+        config = ProjectionConfig(steps=steps, w_avg_samples=2000)
+        row = {}
+        for label, samples, cfg in (("single", 1, config), ("4 samples, fork 0.5", 4, config),
+                                    ("4 independent starts", 4, dataclasses.replace(config, sample_fork=0.0))):
+            project(G, target, hidden, dataclasses.replace(cfg, steps=5), device="cuda", progress=False,
+                    samples=samples)  # warm-up (kernels, autotuning, compile)
+            _sync()
+            t0 = time.perf_counter()
+            project(G, target, hidden, cfg, device="cuda", progress=False, samples=samples)
+            _sync()
+            row[f"{label} s"] = round(time.perf_counter() - t0, 2)
+        for label in ("4 samples, fork 0.5", "4 independent starts"):
+            row[f"{label} / single"] = round(row[f"{label} s"] / row["single s"], 2)
+        report[f"{name} ({R} px, {steps} steps)"] = row
+
+
 def check_training(report: dict, iters: int) -> None:
     import numpy as np
     from PIL import Image
@@ -251,9 +285,12 @@ def write_report(out: Path, report: dict) -> None:
 @click.option("--batch-steps", type=click.IntRange(min=10), default=300, show_default=True,
               help="Steps per face in the batch section.")
 @click.option("--train-iters", type=click.IntRange(min=2), default=20, show_default=True)
+@click.option("--samples-steps", type=click.IntRange(min=10), default=300, show_default=True,
+              help="Projection steps in the samples section.")
 @click.option("--skip", multiple=True, type=click.Choice(["plugins", "pytest", "accuracy", "ops", "project", "train",
-                                                          "batch"]), help="Leave a section out (repeatable).")
-def main(out: Path, shared: Path, steps: int, batch_steps: int, train_iters: int, skip) -> None:
+                                                          "batch", "samples"]),
+              help="Leave a section out (repeatable).")
+def main(out: Path, shared: Path, steps: int, batch_steps: int, samples_steps: int, train_iters: int, skip) -> None:
     import torch
 
     if not torch.cuda.is_available():
@@ -266,7 +303,7 @@ def main(out: Path, shared: Path, steps: int, batch_steps: int, train_iters: int
     sections = [("plugins", lambda r: check_plugins(r)), ("pytest", lambda r: check_pytest(r)),
                 ("accuracy", lambda r: check_accuracy(r, shared)), ("ops", lambda r: check_op_speed(r)),
                 ("project", lambda r: check_projection(r, steps)), ("train", lambda r: check_training(r, train_iters)),
-                ("batch", lambda r: check_batch(r, batch_steps))]
+                ("batch", lambda r: check_batch(r, batch_steps)), ("samples", lambda r: check_samples(r, samples_steps))]
     for name, fn in sections:
         if name in skip:
             continue
