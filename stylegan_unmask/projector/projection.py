@@ -82,15 +82,19 @@ class ProjectionResult:
 
 @dataclass
 class ProjectionStep:
-    """What ``callback(step, info)`` receives. Return True from the callback to stop early."""
+    """What ``callback(step, info)`` receives. Return True from the callback to stop early.
+
+    With ``samples`` K > 1, ``losses`` has a value per result (N * K) throughout, while ``images``
+    and ``w_plus`` hold the latents optimised at that step: N before the fork, N * K after it.
+    """
 
     step: int                                 # 0-based index of the step just taken
     steps: int
     lr: float
     w_noise_scale: float
-    losses: Dict[str, np.ndarray]             # this step's per-image values, [N] each
-    images: torch.Tensor                      # [N, 3, R, R] current latent, no jitter, unclamped, detached
-    w_plus: torch.Tensor                      # [N, num_ws, w_dim] detached
+    losses: Dict[str, np.ndarray]             # this step's per-result values, [N] (or [N * K]) each
+    images: torch.Tensor                      # [n, 3, R, R] current latents, no jitter, unclamped, detached
+    w_plus: torch.Tensor                      # [n, num_ws, w_dim] detached
 
 
 def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config: Optional[ProjectionConfig] = None,
