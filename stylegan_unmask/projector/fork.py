@@ -83,5 +83,10 @@ def plan_fork(G, config: ProjectionConfig, names: List[str], samples: int, devic
     """The fork of a ``samples``-sample projection (None for one sample)."""
     if samples <= 1:
         return None
-    offsets, labels = sample_offsets(G, config, names, samples, device)
-    return SampleFork(config.fork_step, samples, offsets, labels)
+    step = config.fork_step
+    labels = []
+    for name in names:
+        labels.append(name)
+        labels += [f"{name}, forked at step {step} toward random face {k} (seed {config.seed})"
+                   for k in range(1, samples)]
+    return SampleFork(step, samples, sample_offsets(G, config, len(names), samples, device), labels)

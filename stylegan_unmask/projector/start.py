@@ -119,8 +119,7 @@ SAMPLE_SEED_OFFSET = 7919
 
 
 @torch.no_grad()
-def sample_offsets(G, config: ProjectionConfig, names: List[str], samples: int,
-                   device) -> Tuple[torch.Tensor, List[str]]:
+def sample_offsets(G, config: ProjectionConfig, targets: int, samples: int, device) -> torch.Tensor:
     """Where each of ``samples`` forks per target goes in W+, target-major: [N * K, num_ws, w_dim].
 
     Sample 0 stays where it is (offset 0); sample k moves by a seeded random
@@ -128,14 +127,9 @@ def sample_offsets(G, config: ProjectionConfig, names: List[str], samples: int,
     decide the face: latents moved apart, and held apart by the latent prior,
     fill it differently while the visible loss pulls them all back onto the photo.
     """
-    n = len(names)
+    n = targets
     gen = torch.Generator().manual_seed(int(config.seed) + SAMPLE_SEED_OFFSET)
     z = torch.randn([n * (samples - 1), G.z_dim], generator=gen).to(device)
     w_avg = G.mapping.w_avg.detach().to(device, torch.float32).reshape(1, 1, -1)
     others = (SAMPLE_PSI * (map_z(G, z).float() - w_avg)).reshape(n, samples - 1, G.num_ws, -1)
-    offsets = torch.cat([torch.zeros_like(others[:, :1]), others], dim=1).reshape(n * samples, G.num_ws, -1)
-    labels = []
-    for name in names:
-        labels.append(name)
-        labels += [f"{name} + random face {k} (seed {config.seed}, psi {SAMPLE_PSI:g})" for k in range(1, samples)]
-    return offsets, labels
+    return torch.cat([torch.zeros_like(others[:, :1]), others], dim=1).reshape(n * samples, G.num_ws, -1)

@@ -69,7 +69,7 @@ def test_each_sample_is_held_near_its_own_start(G, vgg):
     results = project(G, target, mask, config, progress=False, features=vgg, samples=2)
     _, w_std = w_statistics(G, 10000, "cpu")
     start = G.mapping.w_avg.detach().reshape(1, 1, -1).repeat(1, G.num_ws, 1)
-    starts = start + sample_offsets(G, config, ["avg"], 2, "cpu")[0]
+    starts = start + sample_offsets(G, config, 1, 2, "cpu")
     for result, own in zip(results, starts):
         assert float(latent_prior(result.w_plus[None], own, w_std)) < 0.1
     assert float(latent_prior(results[1].w_plus[None], starts[0], w_std)) > 0.3  # not pulled to the average
