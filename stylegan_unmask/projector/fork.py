@@ -68,11 +68,6 @@ class SampleFork:
     offsets: torch.Tensor
     labels: List[str]
 
-    def due(self, step: int, variables: Variables) -> bool:
-        """True at the fork step (or, for a run stopped before it, ``step`` None) while still unforked."""
-        unforked = variables.w.shape[0] * self.samples == self.offsets.shape[0]
-        return unforked and (step is None or step == self.step)
-
     def split(self, variables: Variables, w_init: torch.Tensor, step_fn, w_std: float) -> Variables:
         """Fork the variables and re-centre the latent prior on each sample's own start."""
         step_fn.hold_near(w_init.repeat_interleave(self.samples, 0) + self.offsets, w_std)

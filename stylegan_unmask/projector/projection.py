@@ -152,7 +152,7 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     bar = tqdm(range(steps), desc="projecting (compiling the step first)" if step_fn.compiled else "projecting",
                unit="step", disable=not progress, leave=False)
     for step in bar:
-        if fork is not None and fork.due(step, variables):
+        if fork is not None and step == fork.step:
             variables, loss_fn = fork.split(variables, w_init, step_fn, w_std), fork_loss
         lr = config.learning_rate(step)
         jitter_scale = latent_noise_scale(step / steps, w_std, config.initial_noise_factor, config.noise_ramp_length)
@@ -182,7 +182,7 @@ def project(G, target: torch.Tensor, hidden_mask: Optional[torch.Tensor], config
     bar.close()
 
     # 7. The final image of each latent, without jitter, and its loss (a run stopped before the fork forks now).
-    if fork is not None and fork.due(None, variables):
+    if fork is not None and steps_run <= fork.step:
         variables, loss_fn = fork.split(variables, w_init, step_fn, w_std), fork_loss
     w_opt, final_noise = variables.w, [n.detach() for n in variables.noise]
     images, mse, perceptual, total, psnr = _final_images(G, w_opt, final_noise, step_fn, loss_fn, config, target,

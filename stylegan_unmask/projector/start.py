@@ -127,9 +127,8 @@ def sample_offsets(G, config: ProjectionConfig, targets: int, samples: int, devi
     decide the face: latents moved apart, and held apart by the latent prior,
     fill it differently while the visible loss pulls them all back onto the photo.
     """
-    n = targets
     gen = torch.Generator().manual_seed(int(config.seed) + SAMPLE_SEED_OFFSET)
-    z = torch.randn([n * (samples - 1), G.z_dim], generator=gen).to(device)
+    z = torch.randn([targets * (samples - 1), G.z_dim], generator=gen).to(device)
     w_avg = G.mapping.w_avg.detach().to(device, torch.float32).reshape(1, 1, -1)
-    others = (SAMPLE_PSI * (map_z(G, z).float() - w_avg)).reshape(n, samples - 1, G.num_ws, -1)
-    return torch.cat([torch.zeros_like(others[:, :1]), others], dim=1).reshape(n * samples, G.num_ws, -1)
+    others = (SAMPLE_PSI * (map_z(G, z).float() - w_avg)).reshape(targets, samples - 1, G.num_ws, -1)
+    return torch.cat([torch.zeros_like(others[:, :1]), others], dim=1).reshape(targets * samples, G.num_ws, -1)
